@@ -52,7 +52,7 @@ private:
 Result<PassthroughTarget *> PassthroughTarget::create(dm_target *ti, TableArgs &args)
 {
 	TRY(args.expect_count(2, "Invalid argument count"));
-	const char *path = TRY(args.next_string("Invalid argument count"));
+	const char *path = TRY(args.next_string("Missing device path"));
 	u64 start = TRY(args.next_u64("Invalid device sector"));
 
 	dm_dev *dev = nullptr;

@@ -179,12 +179,20 @@ void dmxx_waitq_destroy(struct dmxx_waitq *q) { }
 void dmxx_wake_up_all(struct dmxx_waitq *q) { wake_up_all(AS(struct wait_queue_head, q)); }
 void dmxx_wake_up_one(struct dmxx_waitq *q) { wake_up(AS(struct wait_queue_head, q)); }
 
+void dmxx_wait_entry_init(struct dmxx_wait_entry *e)
+{
+	init_wait(AS(struct wait_queue_entry, e));
+}
+
+/*
+ * prepare_to_wait() queues the entry only if it is not queued: a sleep that
+ * returned without a wakeup leaves it linked, and re-initialising it then
+ * would corrupt the wait queue. Hence init once, prepare every iteration.
+ */
 void dmxx_wait_prepare(struct dmxx_waitq *q, struct dmxx_wait_entry *e)
 {
-	struct wait_queue_entry *we = AS(struct wait_queue_entry, e);
-
-	init_wait(we);
-	prepare_to_wait(AS(struct wait_queue_head, q), we, TASK_UNINTERRUPTIBLE);
+	prepare_to_wait(AS(struct wait_queue_head, q), AS(struct wait_queue_entry, e),
+			TASK_UNINTERRUPTIBLE);
 }
 
 void dmxx_wait_sleep(struct dmxx_wait_entry *e)

@@ -6,6 +6,11 @@
  */
 #pragma once
 
+/*
+ * A userspace file may include <cerrno> before us; its macros have the same
+ * Linux values, so then they simply stand in for this enum.
+ */
+#ifndef EPERM
 namespace dmxx {
 enum Errno : int {
 	EPERM = 1,
@@ -28,3 +33,4 @@ enum Errno : int {
 	ETIMEDOUT = 110,
 };
 } // namespace dmxx
+#endif

@@ -143,6 +143,9 @@ void dmxx_waitq_init(struct dmxx_waitq *q) DMXX_NOEXCEPT;
 void dmxx_waitq_destroy(struct dmxx_waitq *q) DMXX_NOEXCEPT;
 void dmxx_wake_up_all(struct dmxx_waitq *q) DMXX_NOEXCEPT;
 void dmxx_wake_up_one(struct dmxx_waitq *q) DMXX_NOEXCEPT;
+/* Once per wait, before the first prepare (init_wait()). */
+void dmxx_wait_entry_init(struct dmxx_wait_entry *e) DMXX_NOEXCEPT;
+/* Each iteration: queue @e if it is not queued yet, and mark the task as about to sleep. */
 void dmxx_wait_prepare(struct dmxx_waitq *q, struct dmxx_wait_entry *e) DMXX_NOEXCEPT;
 void dmxx_wait_sleep(struct dmxx_wait_entry *e) DMXX_NOEXCEPT;
 void dmxx_wait_finish(struct dmxx_waitq *q, struct dmxx_wait_entry *e) DMXX_NOEXCEPT;
@@ -186,7 +189,7 @@ unsigned long long dmxx_bdev_nr_sectors(struct block_device *bdev) DMXX_NOEXCEPT
 unsigned dmxx_bdev_logical_block_size(struct block_device *bdev) DMXX_NOEXCEPT;
 
 /* ---- device-mapper ------------------------------------------------------ */
-/* Field access is inline, in <dmxx/impl/dm_access.h>. */
+/* Field access is inline, in <dmxx/impl/bio_access.h>. */
 
 /* Open @path ("/dev/x" or "major:minor") for the table's mode. 0 or -errno. */
 int dmxx_dm_get_device(struct dm_target *ti, const char *path, struct dm_dev **out) DMXX_NOEXCEPT;

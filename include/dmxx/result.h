@@ -7,7 +7,7 @@
  * makes a dropped error a compile-time warning (an error with -Werror).
  *
  *   Result<Foo *> make_foo();
- *   TRY_ASSIGN(foo, make_foo());      // returns the error to our caller
+ *   Foo *foo = TRY(make_foo());       // returns the error to our caller
  *   TRY(do_something(foo));           // same, for Result<void>
  */
 #pragma once

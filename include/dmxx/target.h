@@ -82,11 +82,8 @@ template <typename T, const TargetInfo &Info> struct TargetAdapter {
 	{
 		TableArgs args(ti, argc, argv);
 		auto r = T::create(ti, args);
-		if (r.is_error()) {
-			if (!dmxx_ti_error(ti))
-				dmxx_ti_set_error(ti, "Constructor failed");
-			return r.error_code();
-		}
+		if (r.is_error())
+			return r.error_code(); /* create() set ti->error through TableArgs */
 		pf::ti_set_private(ti, r.value());
 		return 0;
 	}

@@ -1,0 +1,753 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Userspace implementation of the porting interface (include/dmxx/platform.h),
+ * minus bios and device-mapper (block.cpp, dm.cpp).
+ *
+ * Built for testing, not speed: allocations can be made to fail on demand,
+ * the log is captured, locks are error-checking pthread mutexes (so TSan
+ * sees real lock order), and every sleeping primitive checks that the
+ * calling thread holds no spinlock and is not in (simulated) atomic context.
+ */
+#include <dmxx/new.h>
+#include <dmxx/platform.h>
+#include <dmxx/user/testing.h>
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <set>
+#include <thread>
+
+namespace dmxx::user {
+namespace {
+
+/* ---- per-thread context --------------------------------------------------- */
+
+thread_local int t_spin_depth;   /* spinlocks held */
+thread_local int t_atomic_depth; /* irqsave sections and AtomicScopes */
+thread_local const void *t_current_wq; /* workqueue whose work this thread runs */
+thread_local int t_no_fault;     /* inside NoFaultScope */
+
+/* ---- process-wide state: leaked on purpose, usable during static init/exit --- */
+
+struct FaultState {
+	std::mutex lock;
+	int64_t countdown = -1; /* allocations to let through before failing; -1 = off */
+	bool persistent = false;
+	unsigned mode_mask = 0;
+};
+
+struct LogState {
+	std::mutex lock;
+	std::vector<LogLine> lines;
+	bool echo = getenv("DMXX_LOG_STDERR") != nullptr;
+};
+
+struct ViolationState {
+	std::mutex lock;
+	std::string last;
+};
+
+FaultState &faults()
+{
+	static FaultState *s = new FaultState;
+	return *s;
+}
+
+LogState &log_state()
+{
+	static LogState *s = new LogState;
+	return *s;
+}
+
+ViolationState &violation_state()
+{
+	static ViolationState *s = new ViolationState;
+	return *s;
+}
+
+std::atomic<uint64_t> g_attempts;
+std::atomic<uint64_t> g_failures;
+std::atomic<uint64_t> g_live;
+std::atomic<uint64_t> g_violations;
+std::atomic<int> g_violation_mode{int(ViolationMode::Abort)};
+
+} // namespace
+
+/* ---- fault injection -------------------------------------------------------- */
+
+/* One allocation attempt: true if it must fail. */
+bool alloc_should_fail(dmxx_alloc_mode mode)
+{
+	if (mode == DMXX_ALLOC_SLEEP || mode == DMXX_ALLOC_NOIO)
+		might_sleep(mode == DMXX_ALLOC_SLEEP ? "allocation with DMXX_ALLOC_SLEEP"
+						     : "allocation with DMXX_ALLOC_NOIO");
+	if (t_no_fault)
+		return false;
+	g_attempts.fetch_add(1, std::memory_order_relaxed);
+	FaultState &f = faults();
+	bool fail = false;
+	{
+		std::lock_guard<std::mutex> g(f.lock);
+		if (f.mode_mask & (1u << unsigned(mode)))
+			fail = true;
+		if (f.countdown == 0) {
+			fail = true;
+			if (!f.persistent)
+				f.countdown = -1;
+		} else if (f.countdown > 0) {
+			f.countdown--;
+		}
+	}
+	if (fail)
+		g_failures.fetch_add(1, std::memory_order_relaxed);
+	return fail;
+}
+
+void fail_nth_alloc(uint64_t n)
+{
+	std::lock_guard<std::mutex> g(faults().lock);
+	faults().countdown = int64_t(n);
+	faults().persistent = false;
+}
+
+void fail_allocs_from(uint64_t n)
+{
+	std::lock_guard<std::mutex> g(faults().lock);
+	faults().countdown = int64_t(n);
+	faults().persistent = true;
+}
+
+void fail_allocs_with_mode(dmxx_alloc_mode mode, bool fail)
+{
+	std::lock_guard<std::mutex> g(faults().lock);
+	if (fail)
+		faults().mode_mask |= 1u << unsigned(mode);
+	else
+		faults().mode_mask &= ~(1u << unsigned(mode));
+}
+
+void clear_alloc_faults()
+{
+	std::lock_guard<std::mutex> g(faults().lock);
+	faults().countdown = -1;
+	faults().persistent = false;
+	faults().mode_mask = 0;
+}
+
+AllocStats alloc_stats()
+{
+	return {g_attempts.load(), g_failures.load(), g_live.load()};
+}
+
+/* ---- log ---------------------------------------------------------------------- */
+
+std::vector<LogLine> log_lines()
+{
+	std::lock_guard<std::mutex> g(log_state().lock);
+	return log_state().lines;
+}
+
+void log_clear()
+{
+	std::lock_guard<std::mutex> g(log_state().lock);
+	log_state().lines.clear();
+}
+
+bool log_contains(const std::string &needle)
+{
+	std::lock_guard<std::mutex> g(log_state().lock);
+	for (const auto &l : log_state().lines)
+		if (l.text.find(needle) != std::string::npos)
+			return true;
+	return false;
+}
+
+void log_set_echo(bool echo)
+{
+	std::lock_guard<std::mutex> g(log_state().lock);
+	log_state().echo = echo;
+}
+
+static void log_append(dmxx_log_level level, std::string text)
+{
+	LogState &s = log_state();
+	std::lock_guard<std::mutex> g(s.lock);
+	if (s.echo)
+		fprintf(stderr, "device-mapper: dmxx: %s\n", text.c_str());
+	s.lines.push_back({level, std::move(text)});
+}
+
+/* ---- sleeping in atomic context ---------------------------------------------- */
+
+void set_violation_mode(ViolationMode mode) { g_violation_mode.store(int(mode)); }
+ViolationMode violation_mode() { return ViolationMode(g_violation_mode.load()); }
+uint64_t sleep_violations() { return g_violations.load(); }
+
+std::string last_violation()
+{
+	std::lock_guard<std::mutex> g(violation_state().lock);
+	return violation_state().last;
+}
+
+void might_sleep(const char *what)
+{
+	if (dmxx_may_sleep())
+		return;
+	char msg[256];
+	snprintf(msg, sizeof(msg),
+		 "BUG: sleeping function called from invalid context: %s (spinlocks held: %d, atomic depth: %d)",
+		 what, t_spin_depth, t_atomic_depth);
+	log_append(DMXX_LOG_ERR, msg);
+	g_violations.fetch_add(1);
+	{
+		std::lock_guard<std::mutex> g(violation_state().lock);
+		violation_state().last = msg;
+	}
+	if (violation_mode() == ViolationMode::Abort) {
+		fprintf(stderr, "%s\n", msg);
+		abort();
+	}
+}
+
+NoFaultScope::NoFaultScope() { t_no_fault++; }
+NoFaultScope::~NoFaultScope() { t_no_fault--; }
+
+AtomicScope::AtomicScope() { t_atomic_depth++; }
+AtomicScope::~AtomicScope() { t_atomic_depth--; }
+int spinlock_depth() { return t_spin_depth; }
+
+} // namespace dmxx::user
+
+using dmxx::user::alloc_should_fail;
+using dmxx::user::might_sleep;
+using dmxx::user::t_atomic_depth;
+using dmxx::user::t_current_wq;
+using dmxx::user::t_spin_depth;
+
+/* ---- allocation ------------------------------------------------------------------ */
+
+void *dmxx_alloc(unsigned long size, enum dmxx_alloc_mode mode) noexcept
+{
+	if (alloc_should_fail(mode))
+		return nullptr;
+	void *p = malloc(size ? size : 1);
+	if (p)
+		dmxx::user::g_live.fetch_add(1, std::memory_order_relaxed);
+	return p;
+}
+
+void *dmxx_zalloc(unsigned long size, enum dmxx_alloc_mode mode) noexcept
+{
+	void *p = dmxx_alloc(size, mode);
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
+void dmxx_free(const void *p) noexcept
+{
+	if (!p)
+		return;
+	dmxx::user::g_live.fetch_sub(1, std::memory_order_relaxed);
+	free(const_cast<void *>(p));
+}
+
+/*
+ * The core's only allocation operators. They allocate with the nothrow
+ * global new so that libstdc++'s (or the sanitizer's) operator delete,
+ * which the core's `delete` calls, is the matching deallocator.
+ */
+void *operator new(dmxx::size_t size, dmxx::AllocMode mode) noexcept
+{
+	if (alloc_should_fail(static_cast<dmxx_alloc_mode>(mode)))
+		return nullptr;
+	return ::operator new(size, std::nothrow);
+}
+
+void *operator new[](dmxx::size_t size, dmxx::AllocMode mode) noexcept
+{
+	if (alloc_should_fail(static_cast<dmxx_alloc_mode>(mode)))
+		return nullptr;
+	return ::operator new[](size, std::nothrow);
+}
+
+/* ---- logging and formatting -------------------------------------------------------- */
+
+void dmxx_log(enum dmxx_log_level level, const char *fmt, ...) noexcept
+{
+	char buf[512];
+	va_list args;
+	va_start(args, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, args);
+	va_end(args);
+	dmxx::user::log_append(level, buf);
+}
+
+int dmxx_vsnprintf(char *buf, unsigned long size, const char *fmt, va_list args) noexcept
+{
+	return vsnprintf(buf, size, fmt, args);
+}
+
+int dmxx_snprintf(char *buf, unsigned long size, const char *fmt, ...) noexcept
+{
+	va_list args;
+	va_start(args, fmt);
+	int n = vsnprintf(buf, size, fmt, args);
+	va_end(args);
+	return n;
+}
+
+void dmxx_fatal(const char *why) noexcept
+{
+	dmxx::user::log_append(DMXX_LOG_ERR, std::string("internal error: ") + why);
+	fprintf(stderr, "device-mapper: dmxx: internal error: %s\n", why);
+	abort();
+}
+
+/* ---- locks ------------------------------------------------------------------------- */
+
+namespace {
+
+template <typename T, typename Storage> T *as(Storage *s)
+{
+	static_assert(sizeof(T) <= sizeof(Storage), "platform object does not fit its storage");
+	static_assert(alignof(T) <= alignof(Storage), "platform object alignment");
+	return reinterpret_cast<T *>(s->opaque);
+}
+
+void init_errorcheck(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+	pthread_mutex_init(m, &attr);
+	pthread_mutexattr_destroy(&attr);
+}
+
+void lock_or_die(pthread_mutex_t *m, const char *what)
+{
+	if (pthread_mutex_lock(m) != 0)
+		dmxx_fatal(what);
+}
+
+void unlock_or_die(pthread_mutex_t *m, const char *what)
+{
+	if (pthread_mutex_unlock(m) != 0)
+		dmxx_fatal(what);
+}
+
+} // namespace
+
+/* A spinlock is an error-checking mutex: relocking it is a fatal self-deadlock. */
+void dmxx_spin_init(struct dmxx_spinlock *l) noexcept { init_errorcheck(as<pthread_mutex_t>(l)); }
+
+void dmxx_spin_lock(struct dmxx_spinlock *l) noexcept
+{
+	lock_or_die(as<pthread_mutex_t>(l), "spin_lock: recursive locking (self-deadlock)");
+	t_spin_depth++;
+}
+
+void dmxx_spin_unlock(struct dmxx_spinlock *l) noexcept
+{
+	if (t_spin_depth <= 0)
+		dmxx_fatal("spin_unlock: no spinlock held");
+	t_spin_depth--;
+	unlock_or_die(as<pthread_mutex_t>(l), "spin_unlock: lock not held by this thread");
+}
+
+unsigned long dmxx_spin_lock_irqsave(struct dmxx_spinlock *l) noexcept
+{
+	unsigned long flags = (unsigned long)t_atomic_depth;
+	t_atomic_depth++;
+	dmxx_spin_lock(l);
+	return flags;
+}
+
+void dmxx_spin_unlock_irqrestore(struct dmxx_spinlock *l, unsigned long flags) noexcept
+{
+	dmxx_spin_unlock(l);
+	if ((unsigned long)(t_atomic_depth - 1) != flags)
+		dmxx_fatal("spin_unlock_irqrestore: flags do not match the irqsave");
+	t_atomic_depth--;
+}
+
+void dmxx_mutex_init(struct dmxx_mutex *m) noexcept { init_errorcheck(as<pthread_mutex_t>(m)); }
+
+void dmxx_mutex_destroy(struct dmxx_mutex *m) noexcept
+{
+	if (pthread_mutex_destroy(as<pthread_mutex_t>(m)) != 0)
+		dmxx_fatal("mutex_destroy: mutex is held");
+}
+
+void dmxx_mutex_lock(struct dmxx_mutex *m) noexcept
+{
+	might_sleep("mutex_lock");
+	lock_or_die(as<pthread_mutex_t>(m), "mutex_lock: recursive locking (self-deadlock)");
+}
+
+void dmxx_mutex_unlock(struct dmxx_mutex *m) noexcept
+{
+	unlock_or_die(as<pthread_mutex_t>(m), "mutex_unlock: mutex not held by this thread");
+}
+
+void dmxx_rwsem_init(struct dmxx_rwsem *s) noexcept { pthread_rwlock_init(as<pthread_rwlock_t>(s), nullptr); }
+
+void dmxx_rwsem_destroy(struct dmxx_rwsem *s) noexcept
+{
+	if (pthread_rwlock_destroy(as<pthread_rwlock_t>(s)) != 0)
+		dmxx_fatal("rwsem_destroy: rwsem is held");
+}
+
+void dmxx_down_read(struct dmxx_rwsem *s) noexcept
+{
+	might_sleep("down_read");
+	if (pthread_rwlock_rdlock(as<pthread_rwlock_t>(s)) != 0)
+		dmxx_fatal("down_read failed");
+}
+
+void dmxx_up_read(struct dmxx_rwsem *s) noexcept
+{
+	if (pthread_rwlock_unlock(as<pthread_rwlock_t>(s)) != 0)
+		dmxx_fatal("up_read: not held");
+}
+
+void dmxx_down_write(struct dmxx_rwsem *s) noexcept
+{
+	might_sleep("down_write");
+	if (pthread_rwlock_wrlock(as<pthread_rwlock_t>(s)) != 0)
+		dmxx_fatal("down_write: recursive locking (self-deadlock)");
+}
+
+void dmxx_up_write(struct dmxx_rwsem *s) noexcept
+{
+	if (pthread_rwlock_unlock(as<pthread_rwlock_t>(s)) != 0)
+		dmxx_fatal("up_write: not held");
+}
+
+int dmxx_may_sleep(void) noexcept { return t_spin_depth == 0 && t_atomic_depth == 0; }
+
+/* ---- completions ---------------------------------------------------------------------- */
+
+namespace {
+
+struct Completion {
+	std::mutex lock;
+	std::condition_variable cv;
+	unsigned done = 0; /* UINT_MAX after complete_all */
+};
+constexpr unsigned complete_all_done = ~0u;
+
+} // namespace
+
+void dmxx_completion_init(struct dmxx_completion *c) noexcept { new (as<Completion>(c)) Completion; }
+void dmxx_completion_destroy(struct dmxx_completion *c) noexcept { as<Completion>(c)->~Completion(); }
+
+void dmxx_complete(struct dmxx_completion *c) noexcept
+{
+	Completion *x = as<Completion>(c);
+	std::lock_guard<std::mutex> g(x->lock);
+	if (x->done != complete_all_done)
+		x->done++;
+	x->cv.notify_all(); /* under the lock: the waiter may free c as soon as it wakes */
+}
+
+void dmxx_complete_all(struct dmxx_completion *c) noexcept
+{
+	Completion *x = as<Completion>(c);
+	std::lock_guard<std::mutex> g(x->lock);
+	x->done = complete_all_done;
+	x->cv.notify_all();
+}
+
+void dmxx_wait_for_completion(struct dmxx_completion *c) noexcept
+{
+	might_sleep("wait_for_completion");
+	Completion *x = as<Completion>(c);
+	std::unique_lock<std::mutex> g(x->lock);
+	x->cv.wait(g, [x] { return x->done != 0; });
+	if (x->done != complete_all_done)
+		x->done--;
+}
+
+int dmxx_wait_for_completion_timeout_ms(struct dmxx_completion *c, unsigned ms) noexcept
+{
+	might_sleep("wait_for_completion_timeout");
+	Completion *x = as<Completion>(c);
+	std::unique_lock<std::mutex> g(x->lock);
+	if (!x->cv.wait_for(g, std::chrono::milliseconds(ms), [x] { return x->done != 0; }))
+		return 0;
+	if (x->done != complete_all_done)
+		x->done--;
+	return 1;
+}
+
+/* ---- wait queues ------------------------------------------------------------------------ */
+/*
+ * prepare() links the entry, a wake-up unlinks it and marks it woken (the
+ * kernel's autoremove_wake_function), sleep() returns only once woken, and
+ * finish() unlinks it if no wake-up came. A wake-up between prepare() and
+ * sleep() is therefore never lost. wake_up_one wakes exactly one sleeper,
+ * which is stricter than the kernel's wake_up() (it wakes every
+ * non-exclusive waiter): code correct here is correct there.
+ */
+namespace {
+
+struct WaitQueue;
+struct WaitEntry {
+	WaitQueue *q;
+	WaitEntry *prev;
+	WaitEntry *next;
+	bool woken;
+	bool linked;
+};
+
+struct WaitQueue {
+	std::mutex lock;
+	std::condition_variable cv;
+	WaitEntry *head = nullptr;
+	WaitEntry *tail = nullptr;
+
+	void unlink(WaitEntry *e)
+	{
+		(e->prev ? e->prev->next : head) = e->next;
+		(e->next ? e->next->prev : tail) = e->prev;
+		e->prev = e->next = nullptr;
+		e->linked = false;
+	}
+};
+
+} // namespace
+
+void dmxx_waitq_init(struct dmxx_waitq *q) noexcept { new (as<WaitQueue>(q)) WaitQueue; }
+
+void dmxx_waitq_destroy(struct dmxx_waitq *q) noexcept
+{
+	WaitQueue *wq = as<WaitQueue>(q);
+	if (wq->head)
+		dmxx_fatal("waitq_destroy: waiters remain");
+	wq->~WaitQueue();
+}
+
+void dmxx_wake_up_all(struct dmxx_waitq *q) noexcept
+{
+	WaitQueue *wq = as<WaitQueue>(q);
+	std::lock_guard<std::mutex> g(wq->lock);
+	while (WaitEntry *e = wq->head) {
+		wq->unlink(e);
+		e->woken = true;
+	}
+	wq->cv.notify_all();
+}
+
+void dmxx_wake_up_one(struct dmxx_waitq *q) noexcept
+{
+	WaitQueue *wq = as<WaitQueue>(q);
+	std::lock_guard<std::mutex> g(wq->lock);
+	if (WaitEntry *e = wq->head) {
+		wq->unlink(e);
+		e->woken = true;
+		wq->cv.notify_all(); /* one shared cv: each sleeper re-checks its own flag */
+	}
+}
+
+void dmxx_wait_entry_init(struct dmxx_wait_entry *e) noexcept
+{
+	*as<WaitEntry>(e) = WaitEntry{nullptr, nullptr, nullptr, false, false};
+}
+
+void dmxx_wait_prepare(struct dmxx_waitq *q, struct dmxx_wait_entry *e) noexcept
+{
+	WaitQueue *wq = as<WaitQueue>(q);
+	WaitEntry *we = as<WaitEntry>(e);
+	std::lock_guard<std::mutex> g(wq->lock);
+	if (we->linked && we->q != wq)
+		dmxx_fatal("wait_prepare: entry is queued on another queue");
+	/* Like prepare_to_wait(): queue only if not queued (a wakeup unlinks it). */
+	we->woken = false;
+	if (!we->linked) {
+		*we = WaitEntry{wq, wq->tail, nullptr, false, true};
+		(wq->tail ? wq->tail->next : wq->head) = we;
+		wq->tail = we;
+	}
+}
+
+void dmxx_wait_sleep(struct dmxx_wait_entry *e) noexcept
+{
+	might_sleep("wait_sleep");
+	WaitEntry *we = as<WaitEntry>(e);
+	WaitQueue *wq = we->q;
+	std::unique_lock<std::mutex> g(wq->lock);
+	wq->cv.wait(g, [we] { return we->woken; });
+}
+
+void dmxx_wait_finish(struct dmxx_waitq *q, struct dmxx_wait_entry *e) noexcept
+{
+	WaitQueue *wq = as<WaitQueue>(q);
+	WaitEntry *we = as<WaitEntry>(e);
+	std::lock_guard<std::mutex> g(wq->lock);
+	if (we->q != wq)
+		dmxx_fatal("wait_finish: entry was prepared on another queue");
+	if (we->linked)
+		wq->unlink(we);
+}
+
+/* ---- work queues ------------------------------------------------------------------------ */
+
+namespace {
+
+struct Workqueue;
+struct Work {
+	dmxx_work_fn fn;
+	Work *next;
+	uint64_t seq;
+	std::atomic<bool> pending;
+};
+
+} // namespace
+
+struct dmxx_workqueue {
+	std::string name;
+	unsigned flags;
+	std::mutex lock;
+	std::condition_variable more_work;
+	std::condition_variable work_done;
+	Work *head = nullptr;
+	Work *tail = nullptr;
+	uint64_t next_seq = 1;
+	std::multiset<uint64_t> in_flight; /* queued or running */
+	bool stopping = false;
+	std::vector<std::thread> workers;
+
+	void run()
+	{
+		t_current_wq = this;
+		std::unique_lock<std::mutex> g(lock);
+		for (;;) {
+			more_work.wait(g, [this] { return head || stopping; });
+			if (!head)
+				break;
+			Work *w = head;
+			head = w->next;
+			if (!head)
+				tail = nullptr;
+			uint64_t seq = w->seq;
+			dmxx_work_fn fn = w->fn;
+			/* Cleared before the call, as the kernel does: fn may requeue w, or free it. */
+			w->pending.store(false, std::memory_order_release);
+			g.unlock();
+			fn(reinterpret_cast<dmxx_work *>(w));
+			if (t_spin_depth || t_atomic_depth)
+				dmxx_fatal("work function returned holding a spinlock or in atomic context");
+			g.lock();
+			in_flight.erase(in_flight.find(seq));
+			work_done.notify_all();
+		}
+	}
+};
+
+void dmxx_work_init(struct dmxx_work *w, dmxx_work_fn fn) noexcept
+{
+	Work *x = as<Work>(w);
+	new (x) Work{fn, nullptr, 0, {false}};
+}
+
+struct dmxx_workqueue *dmxx_wq_create(const char *name, unsigned flags) noexcept
+{
+	/* alloc_workqueue() allocates: it can fail, so it can be made to. */
+	if (alloc_should_fail(DMXX_ALLOC_SLEEP))
+		return nullptr;
+	auto *wq = new (std::nothrow) dmxx_workqueue;
+	if (!wq)
+		return nullptr;
+	wq->name = name;
+	wq->flags = flags;
+	unsigned n = (flags & DMXX_WQ_ORDERED) ? 1 : 4;
+	for (unsigned i = 0; i < n; i++)
+		wq->workers.emplace_back([wq] { wq->run(); });
+	return wq;
+}
+
+static void wq_wait_idle(dmxx_workqueue *wq, uint64_t upto, const char *what)
+{
+	might_sleep(what);
+	if (t_current_wq == wq)
+		dmxx_fatal("flushing a workqueue from its own work item deadlocks");
+	std::unique_lock<std::mutex> g(wq->lock);
+	wq->work_done.wait(g, [wq, upto] { return wq->in_flight.empty() || *wq->in_flight.begin() > upto; });
+}
+
+void dmxx_wq_destroy(struct dmxx_workqueue *wq) noexcept
+{
+	/* drain_workqueue(): work queued by running work is waited for too. */
+	wq_wait_idle(wq, ~0ull, "destroy_workqueue");
+	{
+		std::lock_guard<std::mutex> g(wq->lock);
+		wq->stopping = true;
+		wq->more_work.notify_all();
+	}
+	for (auto &t : wq->workers)
+		t.join();
+	delete wq;
+}
+
+int dmxx_queue_work(struct dmxx_workqueue *wq, struct dmxx_work *w) noexcept
+{
+	Work *x = as<Work>(w);
+	if (x->pending.exchange(true, std::memory_order_acq_rel))
+		return 0;
+	std::lock_guard<std::mutex> g(wq->lock);
+	if (wq->stopping)
+		dmxx_fatal("queue_work on a destroyed workqueue");
+	x->seq = wq->next_seq++;
+	x->next = nullptr;
+	(wq->tail ? wq->tail->next : wq->head) = x;
+	wq->tail = x;
+	wq->in_flight.insert(x->seq);
+	wq->more_work.notify_one();
+	return 1;
+}
+
+void dmxx_flush_workqueue(struct dmxx_workqueue *wq) noexcept
+{
+	uint64_t upto;
+	{
+		std::lock_guard<std::mutex> g(wq->lock);
+		upto = wq->next_seq - 1;
+	}
+	wq_wait_idle(wq, upto, "flush_workqueue");
+}
+
+/* ---- time ------------------------------------------------------------------------------- */
+
+unsigned long long dmxx_now_ns(void) noexcept
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+void dmxx_sleep_ms(unsigned ms) noexcept
+{
+	might_sleep("sleep_ms");
+	struct timespec ts = {time_t(ms / 1000), long(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0) {
+	}
+}
+
+void dmxx_cond_resched(void) noexcept
+{
+	might_sleep("cond_resched");
+	sched_yield();
+}
