@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# tests/vm/run_all.sh: run every guest test in tests/vm/ through scripts/vm (one VM
+# boot each), print a summary, exit nonzero on any failure.
+#
+#   tests/vm/run_all.sh [scripts/vm options, e.g. --timeout 300]
+#
+# selftest_*.sh are the harness's own negative controls: they must make scripts/vm
+# FAIL (e.g. a fake kernel WARNING that the log scan has to catch). A selftest that
+# passes means the harness would let real problems through, so it counts as a failure.
+# lib.sh and this file are not tests. The benchmark (scripts/bench) is never run here.
+set -euo pipefail
+
+# The whole script is one brace group: bash parses it completely before running it, so
+# editing this file while a (long) run is in progress cannot derail that run.
+{
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+VM=$ROOT/scripts/vm
+
+results=()
+failed=0
+t_all=$SECONDS
+for t in "$HERE"/*.sh; do
+	name=$(basename "$t")
+	case $name in lib.sh | run_all.sh) continue ;; esac
+	t0=$SECONDS
+	set +e
+	"$VM" --quiet "$@" "$t"
+	rc=$?
+	set -e
+	dt=$((SECONDS - t0))
+	case $name in
+	selftest_*)
+		if [[ $rc -ne 0 ]]; then
+			results+=("PASS  $name (failed as it must, exit $rc, ${dt}s)")
+		else
+			results+=("FAIL  $name (negative control PASSED: scripts/vm misses what it should catch)")
+			failed=$((failed + 1))
+		fi
+		;;
+	*)
+		if [[ $rc -eq 0 ]]; then
+			results+=("PASS  $name (${dt}s)")
+		else
+			results+=("FAIL  $name (exit $rc, ${dt}s)")
+			failed=$((failed + 1))
+		fi
+		;;
+	esac
+done
+
+echo
+echo "VM tests (logs in build/vm/logs/):"
+printf '  %s\n' "${results[@]}"
+echo "${#results[@]} run, $failed failed, $((SECONDS - t_all))s"
+[[ $failed -eq 0 ]]
+exit
+}
