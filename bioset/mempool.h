@@ -43,6 +43,8 @@ public:
 	void free(void *element);
 
 	void set_reserve_only(bool on) { m_reserve_only.store(on, Order::Relaxed); }
+	/* Wake every waiter to retry (after set_reserve_only(false)): test harness recovery. */
+	void kick() { m_wait.wake_all(); }
 	unsigned reserve_level() const;
 	unsigned min_nr() const { return m_min_nr; }
 	usize element_size() const { return m_size; }

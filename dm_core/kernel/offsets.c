@@ -85,6 +85,11 @@ int main(void)
 	DEFINE(DMXX_TARGET_PASSES_CRYPTO, DM_TARGET_PASSES_CRYPTO);
 	BLANK();
 
+	COMMENT("bio memory");
+	SIZE(DMXX_BIO_STRUCT_SIZE, struct bio);
+	SIZE(DMXX_BVEC_SIZE, struct bio_vec);
+	BLANK();
+
 	COMMENT("sizes of embeddable platform objects");
 	SIZE(DMXX_K_SPINLOCK_SIZE, spinlock_t);
 	SIZE(DMXX_K_MUTEX_SIZE, struct mutex);

@@ -254,6 +254,39 @@ void dmxx_cond_resched(void) { cond_resched(); }
 void dmxx_submit_bio(struct bio *bio) { submit_bio_noacct(bio); }
 void dmxx_bio_endio(struct bio *bio) { bio_endio(bio); }
 
+/* Our view of current->bio_list must be the kernel's struct bio_list. */
+static_assert(sizeof(struct dmxx_bio_list) == sizeof(struct bio_list) &&
+	      offsetof(struct dmxx_bio_list, head) == offsetof(struct bio_list, head) &&
+	      offsetof(struct dmxx_bio_list, tail) == offsetof(struct bio_list, tail),
+	      "struct dmxx_bio_list must mirror struct bio_list");
+
+struct dmxx_bio_list *dmxx_current_bio_lists(void)
+{
+	return (struct dmxx_bio_list *)current->bio_list;
+}
+
+void dmxx_bio_init(struct bio *bio, struct block_device *bdev, void *vecs, unsigned short max_vecs,
+		   unsigned opf)
+{
+	bio_init(bio, bdev, vecs, max_vecs, (__force blk_opf_t)opf);
+}
+
+void dmxx_bio_uninit(struct bio *bio)
+{
+	bio_uninit(bio);
+}
+
+int dmxx_bio_init_clone(struct bio *clone, struct bio *src, struct block_device *bdev,
+			enum dmxx_alloc_mode mode)
+{
+	return bio_init_clone(bdev, clone, src, dmxx_gfp(mode));
+}
+
+void dmxx_bio_trim(struct bio *bio, unsigned long long offset, unsigned long long size)
+{
+	bio_trim(bio, offset, size);
+}
+
 unsigned long long dmxx_bdev_nr_sectors(struct block_device *bdev)
 {
 	return bdev_nr_sectors(bdev);

@@ -26,12 +26,40 @@ Directory &directory()
 
 std::atomic<unsigned> g_memdisk_minor{0};
 
-/* Bios submitted while this thread is inside a submission (current->bio_list). */
-struct BioList {
-	bio *head = nullptr;
-	bio *tail = nullptr;
-};
-thread_local BioList *t_bio_list;
+/*
+ * current->bio_list: while a thread is inside dmxx_submit_bio, [0] collects
+ * the bios submitted at the level being processed and [1] holds the bios of
+ * the levels above, still waiting their turn.
+ */
+thread_local dmxx_bio_list *t_bio_lists;
+
+void list_add(dmxx_bio_list &l, bio *b)
+{
+	b->bi_next = nullptr;
+	(l.tail ? l.tail->bi_next : l.head) = b;
+	l.tail = b;
+}
+
+bio *list_pop(dmxx_bio_list &l)
+{
+	bio *b = l.head;
+	if (b) {
+		l.head = b->bi_next;
+		if (!l.head)
+			l.tail = nullptr;
+		b->bi_next = nullptr;
+	}
+	return b;
+}
+
+void list_merge(dmxx_bio_list &dst, dmxx_bio_list &src)
+{
+	if (!src.head)
+		return;
+	(dst.tail ? dst.tail->bi_next : dst.head) = src.head;
+	dst.tail = src.tail;
+	src = {};
+}
 
 std::string strip_dev(const std::string &path)
 {
@@ -321,25 +349,67 @@ void dmxx_submit_bio(struct bio *b) noexcept
 {
 	if (!b->bi_bdev)
 		dmxx_fatal("submit_bio: bio has no device");
-	b->bi_next = nullptr;
-	if (t_bio_list) {
-		(t_bio_list->tail ? t_bio_list->tail->bi_next : t_bio_list->head) = b;
-		t_bio_list->tail = b;
+	if (t_bio_lists) {
+		/* Inside a driver's submit: run after it returns (recursion -> iteration). */
+		list_add(t_bio_lists[0], b);
 		return;
 	}
-	BioList list;
-	t_bio_list = &list;
-	while (b) {
-		b->bi_bdev->submit(b);
-		b = list.head;
-		if (b) {
-			list.head = b->bi_next;
-			if (!list.head)
-				list.tail = nullptr;
-			b->bi_next = nullptr;
-		}
-	}
-	t_bio_list = nullptr;
+	/*
+	 * Depth-first, as the kernel has done since 2017: after a driver's
+	 * submit returns, the bios it submitted to lower devices run first,
+	 * then those for its own device, then the earlier levels' bios. So a
+	 * bio never waits behind a bio of a level above it, and [0] holds only
+	 * the current level's bios (what a rescuer may safely offload).
+	 */
+	dmxx_bio_list lists[2] = {};
+	t_bio_lists = lists;
+	b->bi_next = nullptr;
+	do {
+		block_device *q = b->bi_bdev;
+		lists[1] = lists[0];
+		lists[0] = {};
+		q->submit(b);
+		dmxx_bio_list lower = {}, same = {};
+		while (bio *n = list_pop(lists[0]))
+			list_add(n->bi_bdev == q ? same : lower, n);
+		list_merge(lists[0], lower);
+		list_merge(lists[0], same);
+		list_merge(lists[0], lists[1]);
+	} while ((b = list_pop(lists[0])));
+	t_bio_lists = nullptr;
+}
+
+struct dmxx_bio_list *dmxx_current_bio_lists(void) noexcept { return t_bio_lists; }
+
+void dmxx_bio_init(struct bio *b, struct block_device *bdev, void *, unsigned short, unsigned opf) noexcept
+{
+	*b = bio{};
+	b->bi_bdev = bdev;
+	b->bi_opf = opf;
+}
+
+void dmxx_bio_uninit(struct bio *) noexcept {}
+
+int dmxx_bio_init_clone(struct bio *clone, struct bio *src, struct block_device *bdev,
+			enum dmxx_alloc_mode) noexcept
+{
+	*clone = bio{};
+	clone->bi_bdev = bdev;
+	clone->bi_opf = src->bi_opf;
+	clone->bi_sector = src->bi_sector;
+	clone->bi_size = src->bi_size;
+	clone->bi_data = src->bi_data;
+	return 0;
+}
+
+void dmxx_bio_trim(struct bio *b, unsigned long long offset, unsigned long long size) noexcept
+{
+	if ((offset + size) << 9 > b->bi_size)
+		dmxx_fatal("bio_trim beyond the bio");
+	b->bi_sector += offset;
+	if (b->bi_data)
+		b->bi_data += offset << 9;
+	b->bi_size = u32(size << 9);
 }
 
 void dmxx_bio_endio(struct bio *b) noexcept

@@ -188,6 +188,35 @@ void dmxx_bio_endio(struct bio *bio) DMXX_NOEXCEPT;      /* complete with bi_sta
 unsigned long long dmxx_bdev_nr_sectors(struct block_device *bdev) DMXX_NOEXCEPT;
 unsigned dmxx_bdev_logical_block_size(struct block_device *bdev) DMXX_NOEXCEPT;
 
+/*
+ * Bio memory and the submission context, for bio sets (bioset/).
+ *
+ * A bio set lays out [front pad][struct bio][inline vecs] itself, sized by
+ * DMXX_BIO_STRUCT_SIZE and DMXX_BVEC_SIZE from the impl header, and initialises
+ * the bio through the platform. Clones share the source's data.
+ */
+struct dmxx_bio_list {
+	struct bio *head;
+	struct bio *tail;
+};
+
+/*
+ * The calling task's submission lists (current->bio_list): [0] holds bios
+ * submitted at the level being processed, [1] those of the levels above,
+ * still waiting. NULL when not inside bio submission.
+ */
+struct dmxx_bio_list *dmxx_current_bio_lists(void) DMXX_NOEXCEPT;
+/* bio_init() with room for @max_vecs vecs at @vecs (inline storage). */
+void dmxx_bio_init(struct bio *bio, struct block_device *bdev, void *vecs, unsigned short max_vecs,
+		   unsigned opf) DMXX_NOEXCEPT;
+/* Drops what the bio holds (cgroup and crypt references) before its memory is reused. */
+void dmxx_bio_uninit(struct bio *bio) DMXX_NOEXCEPT;
+/* @clone becomes a clone of @src (same data) for @bdev. 0 or -errno. */
+int dmxx_bio_init_clone(struct bio *clone, struct bio *src, struct block_device *bdev,
+			enum dmxx_alloc_mode mode) DMXX_NOEXCEPT;
+/* Keep @size sectors starting @offset sectors into the bio's data. */
+void dmxx_bio_trim(struct bio *bio, unsigned long long offset, unsigned long long size) DMXX_NOEXCEPT;
+
 /* ---- device-mapper ------------------------------------------------------ */
 /* Field access is inline, in <dmxx/impl/bio_access.h>. */
 

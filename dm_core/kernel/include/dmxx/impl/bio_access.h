@@ -40,6 +40,11 @@ inline block_device *bio_bdev(const bio *b) { return field<block_device *>(b, DM
 inline u8 bio_status(const bio *b) { return field<u8>(b, DMXX_BIO_STATUS); }
 inline void bio_set_status(bio *b, u8 s) { field<u8>(b, DMXX_BIO_STATUS) = s; }
 inline bio *bio_next(const bio *b) { return field<bio *>(b, DMXX_BIO_NEXT); }
+using bio_end_io_fn = void (*)(bio *);
+inline bio_end_io_fn bio_end_io(const bio *b) { return field<bio_end_io_fn>(b, DMXX_BIO_END_IO); }
+inline void bio_set_end_io(bio *b, bio_end_io_fn fn) { field<bio_end_io_fn>(b, DMXX_BIO_END_IO) = fn; }
+inline void *bio_private(const bio *b) { return field<void *>(b, DMXX_BIO_PRIVATE); }
+inline void bio_set_private(bio *b, void *p) { field<void *>(b, DMXX_BIO_PRIVATE) = p; }
 inline void bio_set_next(bio *b, bio *n) { field<bio *>(b, DMXX_BIO_NEXT) = n; }
 
 /* bio_set_dev(): the kernel's inline, over generated offsets. */

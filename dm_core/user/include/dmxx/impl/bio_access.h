@@ -40,6 +40,10 @@ struct bio {
 	void *bi_dm_tio;              /* DM clone: the model's target io */
 };
 
+/* Bio memory as bio sets lay it out; the model's bios carry no vec array. */
+#define DMXX_BIO_STRUCT_SIZE sizeof(struct bio)
+#define DMXX_BVEC_SIZE 16
+
 /* DM's struct dm_target, reduced to what targets and the model use. */
 struct dm_target {
 	sector_t begin;
@@ -75,6 +79,11 @@ inline u8 bio_status(const bio *b) { return b->bi_status; }
 inline void bio_set_status(bio *b, u8 s) { b->bi_status = s; }
 inline bio *bio_next(const bio *b) { return b->bi_next; }
 inline void bio_set_next(bio *b, bio *n) { b->bi_next = n; }
+using bio_end_io_fn = void (*)(bio *);
+inline bio_end_io_fn bio_end_io(const bio *b) { return b->bi_end_io; }
+inline void bio_set_end_io(bio *b, bio_end_io_fn fn) { b->bi_end_io = fn; }
+inline void *bio_private(const bio *b) { return b->bi_private; }
+inline void bio_set_private(bio *b, void *p) { b->bi_private = p; }
 
 inline void bio_set_dev(bio *b, block_device *bdev)
 {
