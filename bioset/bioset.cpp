@@ -72,12 +72,14 @@ void BioSet::punt_to_rescuer()
 	 * Pop everything, keep the order of what stays. Lists are singly
 	 * linked: rebuilding is simpler and as cheap as unlinking in place.
 	 */
-	for (int i = 0; i < 2; i++) {
+	int nlists = m_policy == RescuePolicy::CurrentLevel ? 1 : 2;
+	bool any_set = m_policy == RescuePolicy::AllBios || m_policy == RescuePolicy::CurrentLevel;
+	for (int i = 0; i < nlists; i++) {
 		dmxx_bio_list keep = {};
 		bio *b = lists[i].head;
 		while (b) {
 			bio *next = pf::bio_next(b);
-			bool ours = m_policy == RescuePolicy::AllBios || owner(b) == this;
+			bool ours = any_set || owner(b) == this;
 			add(ours ? punt : keep, b);
 			b = next;
 		}
@@ -98,7 +100,7 @@ void BioSet::punt_to_rescuer()
 	}
 	m_rescues.fetch_add(1, Order::Relaxed);
 	m_rescued_bios.fetch_add(n, Order::Relaxed);
-	dmxx_queue_work(m_rescue_wq, &m_rescue_work.work);
+	dmxx_queue_work(m_rescue_target ? m_rescue_target : m_rescue_wq, &m_rescue_work.work);
 }
 
 void BioSet::rescue_work_fn(dmxx_work *w)

@@ -47,9 +47,11 @@ using BioEndFn = void (*)(bio *b, void *priv);
  * through the same harness and watch them stall.
  */
 enum class RescuePolicy : u8 {
-	PerSet, /* punt this set's bios from both pending lists (the fix) */
-	None,   /* block with bios pending (before 2012: deadlocks) */
-	AllBios /* punt every pending bio, any set (rescuer can wait on itself) */
+	PerSet,       /* punt this set's bios from both pending lists (the fix) */
+	None,         /* block with bios pending (before 2012: deadlocks) */
+	AllBios,      /* punt every pending bio of both lists, any set (rescuer can wait on itself) */
+	CurrentLevel, /* punt every bio of list [0] only, any set (DM's 2017 strategy; sound
+			 only because submission is depth-first) */
 };
 
 class BioSet {
@@ -80,6 +82,12 @@ public:
 	void *front(bio *b) const;
 
 	void set_rescue_policy(RescuePolicy p) { m_policy = p; }
+	/*
+	 * Run rescues on @wq instead of this set's own rescuer (nullptr: back
+	 * to our own). Only for tests that reproduce the old shared-worker
+	 * design (seed 000), which must be seen to stall.
+	 */
+	void set_rescue_workqueue_for_test(dmxx_workqueue *wq) { m_rescue_target = wq; }
 	void set_reserve_only(bool on) { m_pool.set_reserve_only(on); }
 	unsigned reserve_level() const { return m_pool.reserve_level(); }
 	/*
@@ -124,6 +132,7 @@ private:
 	dmxx_bio_list m_rescue_list = {}; /* guarded by m_rescue_lock */
 	RescueWork m_rescue_work;
 	dmxx_workqueue *m_rescue_wq = nullptr;
+	dmxx_workqueue *m_rescue_target = nullptr; /* test override of m_rescue_wq */
 
 	Atomic<u64> m_allocs{0};
 	Atomic<u64> m_rescues{0};
