@@ -71,6 +71,7 @@ run_variant() {
 		[ -n "$launcher" ] && echo "== tsan: running test binaries under '$launcher'"
 	fi
 	dir=$BUILD/unit-$variant
+	mkdir -p "$BUILD"
 	echo "== $variant: configure ($dir)"
 	# shellcheck disable=SC2086
 	cmake -S "$ROOT" -B "$dir" $GENERATOR -DCMAKE_BUILD_TYPE=RelWithDebInfo \
