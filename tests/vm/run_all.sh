@@ -55,7 +55,8 @@ done
 echo
 echo "VM tests (logs in build/vm/logs/):"
 printf '  %s\n' "${results[@]}"
-echo "${#results[@]} run, $failed failed, $((SECONDS - t_all))s"
+echo "VM tests took $((SECONDS - t_all))s"
+echo "vm: $((${#results[@]} - failed)) passed, $failed failed"
 [[ $failed -eq 0 ]]
 exit
 }
