@@ -35,9 +35,14 @@ void *Mempool::try_allocator(AllocMode mode)
 	return dmxx_alloc(m_size, static_cast<dmxx_alloc_mode>(mode));
 }
 
+/*
+ * m_lock is taken with interrupts off: free() runs from bio completion,
+ * which on real hardware is interrupt context, and an interrupt completing
+ * a bio on a CPU that holds m_lock would otherwise spin on it forever.
+ */
 void *Mempool::take_reserve()
 {
-	Guard g(m_lock);
+	IrqGuard g(m_lock);
 	if (!m_curr)
 		return nullptr;
 	return m_elements[--m_curr];
@@ -45,13 +50,14 @@ void *Mempool::take_reserve()
 
 unsigned Mempool::reserve_level() const
 {
-	Guard g(m_lock);
+	IrqGuard g(m_lock);
 	return m_curr;
 }
 
 void *Mempool::alloc(AllocMode mode)
 {
 	bool may_sleep = mode == AllocMode::Sleep || mode == AllocMode::NoIO;
+	bool waited = false;
 	for (bool first = true;; first = false) {
 		/* The first try never sleeps: a full reserve should not wait on reclaim. */
 		if (void *e = try_allocator(first ? AllocMode::NoWait : mode))
@@ -62,7 +68,10 @@ void *Mempool::alloc(AllocMode mode)
 			return nullptr;
 		if (first)
 			continue; /* one more allocator try with the caller's full mode */
-		m_waits.fetch_add(1, Order::Relaxed);
+		if (!waited) {
+			waited = true; /* count allocations that waited, not sleeps */
+			m_waits.fetch_add(1, Order::Relaxed);
+		}
 		/* No lock held here: the freeing side takes m_lock to refill. */
 		m_wait.wait_once([this] { return reserve_level() > 0; });
 	}
@@ -73,7 +82,7 @@ void Mempool::free(void *element)
 	if (!element)
 		return;
 	{
-		Guard g(m_lock);
+		IrqGuard g(m_lock);
 		if (m_curr < m_min_nr) {
 			m_elements[m_curr++] = element;
 			element = nullptr;

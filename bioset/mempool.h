@@ -48,7 +48,7 @@ public:
 	unsigned reserve_level() const;
 	unsigned min_nr() const { return m_min_nr; }
 	usize element_size() const { return m_size; }
-	/* Times a caller had to wait for a free element. */
+	/* Allocations that had to wait for a free element. */
 	u64 waits() const { return m_waits.load(Order::Relaxed); }
 
 private:
