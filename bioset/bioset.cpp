@@ -26,6 +26,7 @@ void bioset_end_io(bio *b)
 Result<void> BioSet::init(const char *name, unsigned pool_size, unsigned front_pad,
 			  unsigned inline_vecs)
 {
+	static_assert(sizeof(Header) == header_bytes, "header_bytes is the header's size");
 	m_front_pad = front_pad;
 	m_inline_vecs = inline_vecs;
 	m_header_off = align_up(front_pad, alignof(Header));
@@ -183,6 +184,15 @@ void BioSet::free(bio *b)
 	auto *h = reinterpret_cast<Header *>(reinterpret_cast<u8 *>(b) - sizeof(Header));
 	dmxx_bio_uninit(b);
 	h->set->m_pool.free(h->element);
+}
+
+unsigned BioSet::rescue_backlog() const
+{
+	Guard g(m_rescue_lock);
+	unsigned n = 0;
+	for (bio *b = m_rescue_list.head; b; b = pf::bio_next(b))
+		n++;
+	return n;
 }
 
 BioSet::Stats BioSet::stats() const

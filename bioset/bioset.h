@@ -108,6 +108,18 @@ public:
 	};
 	Stats stats() const;
 
+	/* For a deadlock harness's dump. */
+	unsigned pool_size() const { return m_pool.min_nr(); }
+	unsigned pool_waiting() const { return m_pool.waiting(); }
+	const void *pool_wait_channel() const { return m_pool.wait_channel(); }
+	/* Bios handed to the rescuer and not yet submitted by it. */
+	unsigned rescue_backlog() const;
+	/* The rescuer's work item (to name it in a dump). */
+	const void *rescue_work() const { return &m_rescue_work.work; }
+	RescuePolicy rescue_policy() const { return m_policy; }
+	/* sizeof(Header): the bytes between the front pad and the bio. */
+	static constexpr unsigned header_bytes = 4 * sizeof(void *);
+
 private:
 	struct Header;
 	struct RescueWork {
@@ -128,7 +140,7 @@ private:
 	unsigned m_bio_off = 0;
 	RescuePolicy m_policy = RescuePolicy::PerSet;
 
-	SpinLock m_rescue_lock;
+	mutable SpinLock m_rescue_lock;
 	dmxx_bio_list m_rescue_list = {}; /* guarded by m_rescue_lock */
 	RescueWork m_rescue_work;
 	dmxx_workqueue *m_rescue_wq = nullptr;

@@ -72,8 +72,10 @@ void *Mempool::alloc(AllocMode mode)
 			waited = true; /* count allocations that waited, not sleeps */
 			m_waits.fetch_add(1, Order::Relaxed);
 		}
+		m_waiting.fetch_add(1, Order::Relaxed);
 		/* No lock held here: the freeing side takes m_lock to refill. */
 		m_wait.wait_once([this] { return reserve_level() > 0; });
+		m_waiting.fetch_sub(1, Order::Relaxed);
 	}
 }
 

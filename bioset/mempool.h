@@ -50,6 +50,10 @@ public:
 	usize element_size() const { return m_size; }
 	/* Allocations that had to wait for a free element. */
 	u64 waits() const { return m_waits.load(Order::Relaxed); }
+	/* Callers waiting right now (for a deadlock harness's dump). */
+	unsigned waiting() const { return m_waiting.load(Order::Relaxed); }
+	/* What a waiting caller sleeps on (names it in a harness's dump). */
+	const void *wait_channel() const { return const_cast<WaitQueue &>(m_wait).raw(); }
 
 private:
 	void *try_allocator(AllocMode mode);
@@ -63,6 +67,7 @@ private:
 	usize m_size = 0;
 	Atomic<bool> m_reserve_only{false};
 	Atomic<u64> m_waits{0};
+	Atomic<unsigned> m_waiting{0};
 };
 
 } // namespace dmxx

@@ -5,6 +5,9 @@
  */
 #include <dmxx/user/block.h>
 #include <dmxx/user/testing.h>
+#include <dmxx/user/watch.h>
+
+#include "internal.h"
 
 #include <cstdio>
 #include <cstring>
@@ -130,6 +133,16 @@ void block_device::unpublish()
 }
 
 namespace dmxx::user {
+
+bool snapshot_bio_lists(std::vector<std::string> out[2], BioDescriber describe)
+{
+	if (!t_bio_lists)
+		return false;
+	for (int i = 0; i < 2; i++)
+		for (bio *b = t_bio_lists[i].head; b; b = b->bi_next)
+			out[i].push_back(describe(b));
+	return true;
+}
 
 block_device *lookup_bdev(const std::string &path)
 {
@@ -415,9 +428,13 @@ void dmxx_bio_trim(struct bio *b, unsigned long long offset, unsigned long long 
 void dmxx_bio_endio(struct bio *b) noexcept
 {
 	/* end_io may run in interrupt context in the kernel: it must not sleep. */
-	dmxx::user::AtomicScope atomic;
-	if (b->bi_end_io)
-		b->bi_end_io(b);
+	{
+		dmxx::user::AtomicScope atomic;
+		if (b->bi_end_io)
+			b->bi_end_io(b);
+	}
+	/* After end_io: whatever the completion made true is visible to the waiter. */
+	dmxx::user::progress_bump();
 }
 
 unsigned long long dmxx_bdev_nr_sectors(struct block_device *bdev) noexcept { return bdev->nr_sectors(); }

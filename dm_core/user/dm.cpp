@@ -101,6 +101,7 @@ struct DmTable {
 	std::vector<std::unique_ptr<dm_target>> targets;
 	std::vector<std::unique_ptr<dm_dev>> devices;
 	unsigned per_io_data_size = 0;
+	bool immutable = false;
 	sector_t size = 0;
 
 	dm_target *find_target(sector_t sector) const
@@ -279,6 +280,8 @@ DmResult build_table(DmDevice *md, const std::string &text, DmTable **out)
 		}
 		if (ti->per_io_data_size > t->per_io_data_size)
 			t->per_io_data_size = ti->per_io_data_size;
+		if (reg->desc.features & DMXX_TARGET_IMMUTABLE)
+			t->immutable = true;
 		t->targets.push_back(std::move(ti));
 		next = start + len;
 	}
@@ -310,7 +313,81 @@ struct DmDevice::Io {
 	std::atomic<u8> status{DMXX_BLK_STS_OK};
 	std::atomic<bool> requeue{false};
 	std::atomic<bool> delay{false};
+	/* The piece of orig this io maps, if orig was split (orig now holds the rest). */
+	bool split = false;
+	u32 opf = 0;
+	sector_t sector = 0;
+	u32 bytes = 0;
+	u8 *data = nullptr;
 };
+
+namespace {
+
+/*
+ * bio_inc_remaining() / bio_endio() of a bio DM split: the original is
+ * trimmed to its remainder and resubmitted, so it completes once per piece.
+ * The first split saves the caller's completion and the bio's extent; the
+ * last piece restores them and completes the bio with the first error.
+ */
+struct Chain {
+	dmxx_bio_end_io_t end_io;
+	void *priv;
+	sector_t sector;
+	u32 size;
+	u8 *data;
+	std::atomic<int> remaining;
+	std::atomic<u8> status;
+};
+
+void chain_endio(bio *) { dmxx_fatal("a split DM bio completed outside the DM model"); }
+
+void chain_inc(bio *orig)
+{
+	if (orig->bi_end_io == chain_endio) {
+		static_cast<Chain *>(orig->bi_private)->remaining.fetch_add(1);
+		return;
+	}
+	auto *c = new Chain{orig->bi_end_io, orig->bi_private, orig->bi_sector, orig->bi_size, orig->bi_data, {2},
+			    {DMXX_BLK_STS_OK}};
+	orig->bi_end_io = chain_endio;
+	orig->bi_private = c;
+}
+
+/* One piece of @orig is done with @status; completes @orig after the last. */
+void complete_orig(bio *orig, u8 status)
+{
+	if (orig->bi_end_io != chain_endio) {
+		orig->bi_status = status;
+		dmxx_bio_endio(orig);
+		return;
+	}
+	auto *c = static_cast<Chain *>(orig->bi_private);
+	if (status != DMXX_BLK_STS_OK) {
+		u8 ok = DMXX_BLK_STS_OK;
+		c->status.compare_exchange_strong(ok, status);
+	}
+	if (c->remaining.fetch_sub(1) != 1)
+		return;
+	orig->bi_end_io = c->end_io;
+	orig->bi_private = c->priv;
+	orig->bi_sector = c->sector;
+	orig->bi_size = c->size;
+	orig->bi_data = c->data;
+	orig->bi_status = c->status.load();
+	delete c;
+	dmxx_bio_endio(orig);
+}
+
+/* A requeued piece of a split bio: DM's bio_split() at requeue time. */
+void piece_endio(bio *p)
+{
+	bio *orig = static_cast<bio *>(p->bi_private);
+	u8 status = p->bi_status;
+	delete p;
+	complete_orig(orig, status);
+}
+
+} // namespace
 
 namespace {
 
@@ -481,31 +558,43 @@ void DmDevice::process(DmTable *t, bio *orig)
 		dec_pending(io, DMXX_BLK_STS_IOERR);
 		return;
 	}
-	size_t offset = 0;
-	while (remaining) {
-		dm_target *ti = t->find_target(sector);
-		sector_t max = ti->begin + ti->len - sector;
-		if (!abnormal && ti->max_io_len) {
-			sector_t off = sector - ti->begin;
-			sector_t to_boundary = ti->max_io_len - off % ti->max_io_len;
-			max = max < to_boundary ? max : to_boundary;
+	/*
+	 * One piece per call, as 6.1's dm_split_and_process_bio(): map up to
+	 * the target boundary / max_io_len (or what the target accepts), then
+	 * trim the original to the rest and resubmit it, so it is processed
+	 * after the clones just submitted (depth-first), not before them.
+	 */
+	dm_target *ti = t->find_target(sector);
+	sector_t max = ti->begin + ti->len - sector;
+	if (!abnormal && ti->max_io_len) {
+		sector_t off = sector - ti->begin;
+		sector_t to_boundary = ti->max_io_len - off % ti->max_io_len;
+		max = max < to_boundary ? max : to_boundary;
+	}
+	unsigned len = unsigned(remaining < max ? remaining : max);
+	u8 *data = orig->bi_data;
+	io->opf = orig->bi_opf;
+	io->sector = sector;
+	io->data = data;
+	bool error = false;
+	if (abnormal) {
+		unsigned n = num_abnormal_bios(ti, op);
+		if (!n) {
+			io->status.store(DMXX_BLK_STS_NOTSUPP);
+			error = true;
 		}
-		unsigned len = unsigned(remaining < max ? remaining : max);
-		u8 *data = orig->bi_data ? orig->bi_data + offset : nullptr;
-		if (abnormal) {
-			unsigned n = num_abnormal_bios(ti, op);
-			if (!n) {
-				io->status.store(DMXX_BLK_STS_NOTSUPP);
-				break;
-			}
-			for (unsigned i = 0; i < n; i++)
-				map_tio(alloc_tio(io, ti, this, orig->bi_opf, sector, len << 9, data, n > 1), &len);
-		} else {
-			map_tio(alloc_tio(io, ti, this, orig->bi_opf, sector, len << 9, data, false), &len);
-		}
-		sector += len;
-		remaining -= len;
-		offset += size_t(len) << 9;
+		for (unsigned i = 0; i < n; i++)
+			map_tio(alloc_tio(io, ti, this, orig->bi_opf, sector, len << 9, data, n > 1), &len);
+	} else {
+		map_tio(alloc_tio(io, ti, this, orig->bi_opf, sector, len << 9, data, false), &len);
+	}
+	io->bytes = len << 9;
+	remaining -= len;
+	if (!error && remaining) {
+		io->split = true;
+		chain_inc(orig);
+		dmxx_bio_trim(orig, len, remaining);
+		dmxx_submit_bio(orig);
 	}
 	dec_pending(io, DMXX_BLK_STS_OK);
 }
@@ -516,8 +605,20 @@ void DmDevice::io_done(Io *io)
 	const bool requeue = io->requeue.load();
 	const bool delay = io->delay.load();
 	const u8 status = io->status.load();
-	const bool flush_data = !requeue && status == DMXX_BLK_STS_OK && (orig->bi_opf & DMXX_REQ_PREFLUSH) &&
-				orig->bi_size;
+	const bool flush_data = !requeue && status == DMXX_BLK_STS_OK && !io->split &&
+				(orig->bi_opf & DMXX_REQ_PREFLUSH) && orig->bi_size;
+	if (requeue && io->split) {
+		/* Only this piece goes back: split it off the original, which has moved on. */
+		bio *p = new bio{};
+		p->bi_bdev = this;
+		p->bi_opf = io->opf;
+		p->bi_sector = io->sector;
+		p->bi_size = io->bytes;
+		p->bi_data = io->data;
+		p->bi_end_io = piece_endio;
+		p->bi_private = orig;
+		orig = p;
+	}
 	delete io;
 	if (requeue || flush_data) {
 		if (flush_data)
@@ -540,8 +641,7 @@ void DmDevice::io_done(Io *io)
 			m_idle.notify_all();
 		return;
 	}
-	orig->bi_status = status;
-	dmxx_bio_endio(orig);
+	complete_orig(orig, status);
 	std::lock_guard<std::mutex> g(m_lock);
 	if (--m_in_flight == 0)
 		m_idle.notify_all();
@@ -604,15 +704,9 @@ void DmDevice::run_deferred()
 		if (!m_deferred_head)
 			m_deferred_tail = nullptr;
 		b->bi_next = nullptr;
-		DmTable *t = m_active;
-		if (!t) {
-			g.unlock();
-			dmxx::bio_complete(b, DMXX_BLK_STS_IOERR);
-			continue;
-		}
-		m_in_flight++;
 		g.unlock();
-		process(t, b);
+		/* As dm_wq_work(): resubmitted, so its clones and remainder queue depth-first. */
+		dmxx_submit_bio(b);
 	}
 }
 
@@ -621,6 +715,7 @@ void DmDevice::run_deferred()
 DmDevice::DmDevice(const std::string &name, unsigned minor) : block_device(name, 253, minor, 512)
 {
 	NoFaultScope no_fault;
+	dmxx_spin_init(&m_publish);
 	m_wq = dmxx_wq_create(("kdmflush/" + name).c_str(), DMXX_WQ_ORDERED | DMXX_WQ_MEM_RECLAIM);
 	if (!m_wq)
 		dmxx_fatal("cannot create the DM model's workqueue");
@@ -682,25 +777,77 @@ DmDevice::~DmDevice()
 	}
 	destroy_table(m_inactive);
 	destroy_table(m_active);
+	dmxx_free(m_type_setup);
+}
+
+/* The type's per-device resources (dm_setup_md_queue's allocations): may block. */
+static void *alloc_type_setup(unsigned pdata)
+{
+	NoFaultScope no_fault;
+	return dmxx_alloc(64 + pdata, DMXX_ALLOC_SLEEP);
 }
 
 DmResult DmDevice::load(const std::string &table)
 {
-	std::lock_guard<std::mutex> s(m_suspend_lock);
+	/* Build without the publication lock: constructors may sleep. */
 	DmTable *t = nullptr;
 	DmResult r = build_table(this, table, &t);
 	if (!r.ok())
 		return r;
-	destroy_table(m_inactive);
-	m_inactive = t;
-	return {};
+	dmxx_spin_lock(&m_publish);
+	bool bound = m_type_bound;
+	dmxx_spin_unlock(&m_publish);
+	/* Speculatively, outside the lock: a racing load may bind first, then we free it. */
+	void *setup = nullptr;
+	if (!bound && !m_setup_under_lock)
+		setup = alloc_type_setup(t->per_io_data_size);
+
+	DmTable *drop = nullptr;
+	dmxx_spin_lock(&m_publish);
+	if (!m_type_bound) {
+		if (m_setup_under_lock)
+			setup = alloc_type_setup(t->per_io_data_size); /* the bug the test must see */
+		/* Binding the type and publishing the table: one critical section. */
+		m_type_bound = true;
+		m_type_immutable = t->immutable;
+		m_type_pdata = t->per_io_data_size;
+		m_type_setup = setup;
+		setup = nullptr;
+		drop = m_inactive;
+		m_inactive = t;
+	} else if (m_type_immutable != t->immutable || m_type_pdata != t->per_io_data_size) {
+		r = {-EINVAL, "can't change device type after initial table load"};
+		drop = t;
+	} else {
+		drop = m_inactive;
+		m_inactive = t;
+	}
+	dmxx_spin_unlock(&m_publish);
+	if (!r.ok())
+		dmxx_log(DMXX_LOG_ERR, "%s: %s", name().c_str(), r.error.c_str());
+	destroy_table(drop); /* destructors may sleep: not under the lock */
+	dmxx_free(setup);
+	return r;
+}
+
+std::string DmDevice::type_name() const
+{
+	dmxx_spin_lock(&m_publish);
+	bool bound = m_type_bound, imm = m_type_immutable;
+	unsigned pdata = m_type_pdata;
+	dmxx_spin_unlock(&m_publish);
+	if (!bound)
+		return "none";
+	return std::string(imm ? "bio-based-immutable" : "bio-based") + " pdata=" + std::to_string(pdata);
 }
 
 void DmDevice::clear_inactive()
 {
-	std::lock_guard<std::mutex> s(m_suspend_lock);
-	destroy_table(m_inactive);
+	dmxx_spin_lock(&m_publish);
+	DmTable *t = m_inactive;
 	m_inactive = nullptr;
+	dmxx_spin_unlock(&m_publish);
+	destroy_table(t);
 }
 
 bool DmDevice::suspended() const
@@ -711,8 +858,10 @@ bool DmDevice::suspended() const
 
 bool DmDevice::has_inactive() const
 {
-	std::lock_guard<std::mutex> s(m_suspend_lock);
-	return m_inactive != nullptr;
+	dmxx_spin_lock(&m_publish);
+	bool r = m_inactive != nullptr;
+	dmxx_spin_unlock(&m_publish);
+	return r;
 }
 
 DmResult DmDevice::suspend(bool noflush)
@@ -749,17 +898,22 @@ DmResult DmDevice::do_suspend(bool)
 DmResult DmDevice::resume()
 {
 	std::lock_guard<std::mutex> s(m_suspend_lock);
-	if (m_inactive) {
+	if (has_inactive()) {
 		if (!suspended()) {
 			DmResult r = do_suspend(false);
 			if (!r.ok())
 				return r;
 		}
 		DmTable *old = m_active;
+		dmxx_spin_lock(&m_publish);
+		DmTable *next = m_inactive;
+		m_inactive = nullptr;
+		dmxx_spin_unlock(&m_publish);
+		if (!next) /* cleared meanwhile: keep the active table, stay suspended */
+			return {-EINVAL, "inactive table cleared during resume"};
 		{
 			std::lock_guard<std::mutex> g(m_lock);
-			m_active = m_inactive;
-			m_inactive = nullptr;
+			m_active = next;
 		}
 		set_nr_sectors(m_active->size);
 		destroy_table(old);

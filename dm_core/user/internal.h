@@ -3,8 +3,18 @@
 #pragma once
 
 #include <dmxx/platform.h>
+#include <dmxx/user/watch.h>
+
+#include <string>
+#include <vector>
 
 namespace dmxx::user {
+
+/*
+ * The calling thread's pending submission lists, one line per bio (block.cpp).
+ * Returns whether the thread is inside dmxx_submit_bio.
+ */
+bool snapshot_bio_lists(std::vector<std::string> out[2], BioDescriber describe);
 
 /* Counts one allocation attempt against the fault-injection rules. */
 bool alloc_should_fail(dmxx_alloc_mode mode);

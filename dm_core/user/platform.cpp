@@ -10,7 +10,9 @@
  */
 #include <dmxx/new.h>
 #include <dmxx/platform.h>
+#include <dmxx/user/block.h>
 #include <dmxx/user/testing.h>
+#include <dmxx/user/watch.h>
 
 #include "internal.h"
 
@@ -20,10 +22,13 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <set>
@@ -228,6 +233,221 @@ AtomicScope::AtomicScope() { t_atomic_depth++; }
 AtomicScope::~AtomicScope() { t_atomic_depth--; }
 int spinlock_depth() { return t_spin_depth; }
 
+
+/* ---- observability (watch.h) ---------------------------------------------------- */
+
+namespace {
+
+std::atomic<uint64_t> g_progress{0};
+std::atomic<int> g_progress_waiters{0};
+
+struct ProgressState {
+	std::mutex lock;
+	std::condition_variable cv;
+};
+ProgressState &progress_state()
+{
+	static ProgressState *s = new ProgressState;
+	return *s;
+}
+
+struct ThreadRec {
+	std::string name;
+	bool blocked = false;
+	std::string what;
+	const void *obj = nullptr;
+	const void *running = nullptr; /* work item being run by this worker */
+	const void *running_wq = nullptr;
+	bool idle = false;
+	bool in_submission = false;
+	std::vector<std::string> pending[2];
+};
+
+struct Registry {
+	std::mutex lock;
+	std::set<ThreadRec *> threads;
+	std::map<const void *, std::string> names;
+	std::set<dmxx_workqueue *> wqs;
+	BioDescriber describer = nullptr;
+	unsigned anon = 0;
+};
+Registry &registry()
+{
+	static Registry *r = new Registry;
+	return *r;
+}
+
+struct ThreadRecHolder {
+	ThreadRec *rec = nullptr;
+	ThreadRec *get()
+	{
+		if (!rec) {
+			rec = new ThreadRec;
+			Registry &r = registry();
+			std::lock_guard<std::mutex> g(r.lock);
+			rec->name = "thread-" + std::to_string(r.anon++);
+			r.threads.insert(rec);
+		}
+		return rec;
+	}
+	~ThreadRecHolder()
+	{
+		if (!rec)
+			return;
+		{
+			Registry &r = registry();
+			std::lock_guard<std::mutex> g(r.lock);
+			r.threads.erase(rec);
+		}
+		delete rec;
+	}
+};
+thread_local ThreadRecHolder t_rec;
+
+std::string name_locked(Registry &r, const void *obj)
+{
+	auto it = r.names.find(obj);
+	if (it != r.names.end())
+		return "[" + it->second + "]";
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%p", obj);
+	return buf;
+}
+
+} // namespace
+
+uint64_t progress_count() { return g_progress.load(); }
+
+void progress_bump()
+{
+	g_progress.fetch_add(1);
+	if (g_progress_waiters.load()) {
+		ProgressState &s = progress_state();
+		std::lock_guard<std::mutex> g(s.lock);
+		s.cv.notify_all();
+	}
+}
+
+uint64_t progress_wait(uint64_t seen, std::chrono::steady_clock::time_point until)
+{
+	ProgressState &s = progress_state();
+	g_progress_waiters.fetch_add(1);
+	{
+		std::unique_lock<std::mutex> g(s.lock);
+		s.cv.wait_until(g, until, [seen] { return g_progress.load() != seen; });
+	}
+	g_progress_waiters.fetch_sub(1);
+	return g_progress.load();
+}
+
+void name_object(const void *obj, const std::string &name)
+{
+	std::lock_guard<std::mutex> g(registry().lock);
+	registry().names[obj] = name;
+}
+
+void forget_object(const void *obj)
+{
+	std::lock_guard<std::mutex> g(registry().lock);
+	registry().names.erase(obj);
+}
+
+std::string object_name(const void *obj)
+{
+	std::lock_guard<std::mutex> g(registry().lock);
+	return name_locked(registry(), obj);
+}
+
+void set_thread_name(const std::string &name)
+{
+	ThreadRec *rec = t_rec.get();
+	std::lock_guard<std::mutex> g(registry().lock);
+	rec->name = name;
+}
+
+void set_bio_describer(BioDescriber fn)
+{
+	std::lock_guard<std::mutex> g(registry().lock);
+	registry().describer = fn;
+}
+
+static std::string default_describe(const bio *b)
+{
+	char buf[160];
+	snprintf(buf, sizeof(buf), "bio %p -> %s sector %llu, %u bytes", (const void *)b,
+		 b->bi_bdev ? b->bi_bdev->name().c_str() : "?", (unsigned long long)b->bi_sector, b->bi_size);
+	return buf;
+}
+
+BlockScope::BlockScope(const char *what, const void *obj)
+{
+	ThreadRec *rec = t_rec.get();
+	BioDescriber fn;
+	{
+		std::lock_guard<std::mutex> g(registry().lock);
+		fn = registry().describer;
+	}
+	std::vector<std::string> pending[2];
+	/* Our own lists, read by us: a dump only ever reads this snapshot. */
+	bool in_sub = snapshot_bio_lists(pending, fn ? fn : default_describe);
+	std::lock_guard<std::mutex> g(registry().lock);
+	rec->blocked = true;
+	rec->what = what;
+	rec->obj = obj;
+	rec->in_submission = in_sub;
+	rec->pending[0] = std::move(pending[0]);
+	rec->pending[1] = std::move(pending[1]);
+}
+
+BlockScope::~BlockScope()
+{
+	ThreadRec *rec = t_rec.get();
+	{
+		std::lock_guard<std::mutex> g(registry().lock);
+		rec->blocked = false;
+		rec->pending[0].clear();
+		rec->pending[1].clear();
+	}
+	progress_bump();
+}
+
+static void worker_state(const void *wq, const void *work, bool idle)
+{
+	ThreadRec *rec = t_rec.get();
+	std::lock_guard<std::mutex> g(registry().lock);
+	rec->running_wq = wq;
+	rec->running = work;
+	rec->idle = idle;
+}
+
+std::vector<ThreadReport> thread_reports()
+{
+	Registry &r = registry();
+	std::lock_guard<std::mutex> g(r.lock);
+	std::vector<ThreadReport> out;
+	for (ThreadRec *t : r.threads) {
+		ThreadReport rep;
+		rep.name = t->name;
+		rep.blocked = t->blocked;
+		std::string s;
+		if (t->running)
+			s = "running work " + name_locked(r, t->running) + "; ";
+		if (t->blocked)
+			s += "BLOCKED in " + t->what + " on " + name_locked(r, t->obj);
+		else if (t->idle)
+			s += "idle";
+		else
+			s += "running";
+		rep.state = s;
+		rep.in_submission = t->in_submission && t->blocked;
+		rep.pending[0] = t->pending[0];
+		rep.pending[1] = t->pending[1];
+		out.push_back(std::move(rep));
+	}
+	std::sort(out.begin(), out.end(), [](const ThreadReport &a, const ThreadReport &b) { return a.name < b.name; });
+	return out;
+}
+
 } // namespace dmxx::user
 
 using dmxx::user::alloc_should_fail;
@@ -394,6 +614,9 @@ void dmxx_mutex_destroy(struct dmxx_mutex *m) noexcept
 void dmxx_mutex_lock(struct dmxx_mutex *m) noexcept
 {
 	might_sleep("mutex_lock");
+	if (pthread_mutex_trylock(as<pthread_mutex_t>(m)) == 0)
+		return;
+	dmxx::user::BlockScope blocked("mutex_lock", m);
 	lock_or_die(as<pthread_mutex_t>(m), "mutex_lock: recursive locking (self-deadlock)");
 }
 
@@ -413,6 +636,9 @@ void dmxx_rwsem_destroy(struct dmxx_rwsem *s) noexcept
 void dmxx_down_read(struct dmxx_rwsem *s) noexcept
 {
 	might_sleep("down_read");
+	if (pthread_rwlock_tryrdlock(as<pthread_rwlock_t>(s)) == 0)
+		return;
+	dmxx::user::BlockScope blocked("down_read", s);
 	if (pthread_rwlock_rdlock(as<pthread_rwlock_t>(s)) != 0)
 		dmxx_fatal("down_read failed");
 }
@@ -426,6 +652,9 @@ void dmxx_up_read(struct dmxx_rwsem *s) noexcept
 void dmxx_down_write(struct dmxx_rwsem *s) noexcept
 {
 	might_sleep("down_write");
+	if (pthread_rwlock_trywrlock(as<pthread_rwlock_t>(s)) == 0)
+		return;
+	dmxx::user::BlockScope blocked("down_write", s);
 	if (pthread_rwlock_wrlock(as<pthread_rwlock_t>(s)) != 0)
 		dmxx_fatal("down_write: recursive locking (self-deadlock)");
 }
@@ -474,6 +703,7 @@ void dmxx_complete_all(struct dmxx_completion *c) noexcept
 void dmxx_wait_for_completion(struct dmxx_completion *c) noexcept
 {
 	might_sleep("wait_for_completion");
+	dmxx::user::BlockScope blocked("wait_for_completion", c);
 	Completion *x = as<Completion>(c);
 	std::unique_lock<std::mutex> g(x->lock);
 	x->cv.wait(g, [x] { return x->done != 0; });
@@ -484,6 +714,7 @@ void dmxx_wait_for_completion(struct dmxx_completion *c) noexcept
 int dmxx_wait_for_completion_timeout_ms(struct dmxx_completion *c, unsigned ms) noexcept
 {
 	might_sleep("wait_for_completion_timeout");
+	dmxx::user::BlockScope blocked("wait_for_completion_timeout", c);
 	Completion *x = as<Completion>(c);
 	std::unique_lock<std::mutex> g(x->lock);
 	if (!x->cv.wait_for(g, std::chrono::milliseconds(ms), [x] { return x->done != 0; }))
@@ -588,6 +819,7 @@ void dmxx_wait_sleep(struct dmxx_wait_entry *e) noexcept
 	might_sleep("wait_sleep");
 	WaitEntry *we = as<WaitEntry>(e);
 	WaitQueue *wq = we->q;
+	dmxx::user::BlockScope blocked("wait_sleep", wq);
 	std::unique_lock<std::mutex> g(wq->lock);
 	wq->cv.wait(g, [we] { return we->woken; });
 }
@@ -630,29 +862,80 @@ struct dmxx_workqueue {
 	bool stopping = false;
 	std::vector<std::thread> workers;
 
-	void run()
+	/*
+	 * Items being run, by address (the item itself may be freed by its
+	 * function). Like the kernel's find_worker_executing_work(): an item
+	 * queued again while it runs is not picked up by another worker of
+	 * this workqueue; it runs after the current run ends.
+	 */
+	std::vector<const Work *> running;
+
+	bool is_running(const Work *w) const
+	{
+		for (const Work *r : running)
+			if (r == w)
+				return true;
+		return false;
+	}
+
+	/* The first queued item not running on another worker; unlinked. Lock held. */
+	Work *pop_runnable()
+	{
+		Work *prev = nullptr;
+		for (Work *w = head; w; prev = w, w = w->next) {
+			if (is_running(w))
+				continue;
+			(prev ? prev->next : head) = w->next;
+			if (tail == w)
+				tail = prev;
+			w->next = nullptr;
+			return w;
+		}
+		return nullptr;
+	}
+
+	bool has_runnable() const
+	{
+		for (Work *w = head; w; w = w->next)
+			if (!is_running(w))
+				return true;
+		return false;
+	}
+
+	void run(unsigned index)
 	{
 		t_current_wq = this;
+		dmxx::user::set_thread_name("wq:" + name + "/" + std::to_string(index));
+		dmxx::user::worker_state(this, nullptr, true);
 		std::unique_lock<std::mutex> g(lock);
 		for (;;) {
-			more_work.wait(g, [this] { return head || stopping; });
-			if (!head)
+			more_work.wait(g, [this] { return has_runnable() || (stopping && !head); });
+			Work *w = pop_runnable();
+			if (!w)
 				break;
-			Work *w = head;
-			head = w->next;
-			if (!head)
-				tail = nullptr;
 			uint64_t seq = w->seq;
 			dmxx_work_fn fn = w->fn;
+			running.push_back(w);
 			/* Cleared before the call, as the kernel does: fn may requeue w, or free it. */
 			w->pending.store(false, std::memory_order_release);
 			g.unlock();
+			dmxx::user::worker_state(this, w, false);
 			fn(reinterpret_cast<dmxx_work *>(w));
+			dmxx::user::worker_state(this, nullptr, true);
 			if (t_spin_depth || t_atomic_depth)
 				dmxx_fatal("work function returned holding a spinlock or in atomic context");
 			g.lock();
+			for (size_t i = 0; i < running.size(); i++)
+				if (running[i] == w) {
+					running.erase(running.begin() + long(i));
+					break;
+				}
 			in_flight.erase(in_flight.find(seq));
 			work_done.notify_all();
+			more_work.notify_all(); /* an item held back behind this run may go now */
+			g.unlock();
+			dmxx::user::progress_bump();
+			g.lock();
 		}
 	}
 };
@@ -675,7 +958,12 @@ struct dmxx_workqueue *dmxx_wq_create(const char *name, unsigned flags) noexcept
 	wq->flags = flags;
 	unsigned n = (flags & DMXX_WQ_ORDERED) ? 1 : 4;
 	for (unsigned i = 0; i < n; i++)
-		wq->workers.emplace_back([wq] { wq->run(); });
+		wq->workers.emplace_back([wq, i] { wq->run(i); });
+	{
+		auto &r = dmxx::user::registry();
+		std::lock_guard<std::mutex> g(r.lock);
+		r.wqs.insert(wq);
+	}
 	return wq;
 }
 
@@ -684,6 +972,7 @@ static void wq_wait_idle(dmxx_workqueue *wq, uint64_t upto, const char *what)
 	might_sleep(what);
 	if (t_current_wq == wq)
 		dmxx_fatal("flushing a workqueue from its own work item deadlocks");
+	dmxx::user::BlockScope blocked(what, wq);
 	std::unique_lock<std::mutex> g(wq->lock);
 	wq->work_done.wait(g, [wq, upto] { return wq->in_flight.empty() || *wq->in_flight.begin() > upto; });
 }
@@ -699,6 +988,11 @@ void dmxx_wq_destroy(struct dmxx_workqueue *wq) noexcept
 	}
 	for (auto &t : wq->workers)
 		t.join();
+	{
+		auto &r = dmxx::user::registry();
+		std::lock_guard<std::mutex> g(r.lock);
+		r.wqs.erase(wq);
+	}
 	delete wq;
 }
 
@@ -729,6 +1023,23 @@ void dmxx_flush_workqueue(struct dmxx_workqueue *wq) noexcept
 	wq_wait_idle(wq, upto, "flush_workqueue");
 }
 
+std::vector<dmxx::user::WorkqueueReport> dmxx::user::workqueue_reports()
+{
+	auto &r = registry();
+	std::lock_guard<std::mutex> rg(r.lock);
+	std::vector<WorkqueueReport> out;
+	for (dmxx_workqueue *wq : r.wqs) {
+		std::lock_guard<std::mutex> g(wq->lock);
+		WorkqueueReport rep{wq->name, unsigned(wq->workers.size()), 0, unsigned(wq->running.size()), {}};
+		for (Work *w = wq->head; w; w = w->next) {
+			rep.queued++;
+			rep.queued_items.push_back(name_locked(r, w) + (wq->is_running(w) ? " (held back: already running)" : ""));
+		}
+		out.push_back(std::move(rep));
+	}
+	return out;
+}
+
 /* ---- time ------------------------------------------------------------------------------- */
 
 unsigned long long dmxx_now_ns(void) noexcept
@@ -741,6 +1052,7 @@ unsigned long long dmxx_now_ns(void) noexcept
 void dmxx_sleep_ms(unsigned ms) noexcept
 {
 	might_sleep("sleep_ms");
+	dmxx::user::BlockScope blocked("sleep_ms", nullptr);
 	struct timespec ts = {time_t(ms / 1000), long(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0) {
 	}

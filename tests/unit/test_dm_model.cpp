@@ -24,11 +24,13 @@ struct RemapStats {
 	std::atomic<int> maps{0}, end_ios{0}, flush_maps{0}, bad_pbd{0};
 	std::mutex lock;
 	std::vector<std::pair<sector_t, u32>> pieces; /* (sector, sectors) as mapped */
+	std::vector<int> end_ios_at_map;             /* clones completed when each piece was mapped */
 	void reset()
 	{
 		maps = end_ios = flush_maps = bad_pbd = 0;
 		std::lock_guard<std::mutex> g(lock);
 		pieces.clear();
+		end_ios_at_map.clear();
 	}
 };
 RemapStats g_remap;
@@ -85,6 +87,7 @@ public:
 		{
 			std::lock_guard<std::mutex> g(g_remap.lock);
 			g_remap.pieces.push_back({bio_sector(b), bio_sectors(b)});
+			g_remap.end_ios_at_map.push_back(g_remap.end_ios.load());
 		}
 		g_remap.maps++;
 		bio_set_dev(b, dmxx_dm_dev_bdev(m_dev));
@@ -546,4 +549,155 @@ TEST_F(DmModelDeathTest, UnregisteringATargetInUseIsFatal)
 			unregister_targets(regs, 2);
 		},
 		"still used by a table");
+}
+
+/*
+ * 6.1's dm_split_and_process_bio(): one piece is mapped, the original is
+ * trimmed to the rest and resubmitted, and lands behind the piece's clone
+ * on current->bio_list. So each piece is mapped only after the previous
+ * piece's clone went down (and, on a synchronous disk, completed); the
+ * original completes once, with its extent as submitted.
+ */
+namespace {
+struct OrigDone {
+	std::atomic<int> calls{0};
+	sector_t sector = 0;
+	u32 size = 0;
+	u8 status = 0xff;
+};
+void orig_done(bio *b)
+{
+	auto *d = static_cast<OrigDone *>(b->bi_private);
+	d->sector = b->bi_sector;
+	d->size = b->bi_size;
+	d->status = b->bi_status;
+	d->calls++;
+}
+} // namespace
+
+TEST_F(DmModel, SplitMapsOnePieceAtATimeDepthFirst)
+{
+	auto md = DmDevice::create("onepiece", "0 1000 test-remap disk0 0 16 0 1");
+	ASSERT_TRUE(md);
+	auto data = pattern(10, 40 * 512);
+	OrigDone d;
+	bio b{};
+	b.bi_bdev = md.get();
+	b.bi_opf = DMXX_REQ_OP_WRITE;
+	b.bi_sector = 10;
+	b.bi_size = 40 * 512;
+	b.bi_data = data.data();
+	b.bi_end_io = orig_done;
+	b.bi_private = &d;
+	dmxx_submit_bio(&b); /* the disk is synchronous: all done on return */
+	EXPECT_EQ(d.calls.load(), 1);
+	EXPECT_EQ(d.status, DMXX_BLK_STS_OK);
+	EXPECT_EQ(d.sector, 10u);
+	EXPECT_EQ(d.size, 40u * 512);
+	std::vector<std::pair<sector_t, u32>> want = {{10, 6}, {16, 16}, {32, 16}, {48, 2}};
+	EXPECT_EQ(g_remap.pieces, want);
+	/* Mapping all pieces in one go (the old model) would give {0, 0, 0, 0}. */
+	EXPECT_EQ(g_remap.end_ios_at_map, (std::vector<int>{0, 1, 2, 3}));
+	std::vector<u8> raw(data.size());
+	disk->read_raw(10, raw.data(), raw.size());
+	EXPECT_EQ(raw, data);
+}
+
+/* A failing piece fails the original, once, after every piece has completed. */
+TEST_F(DmModel, SplitOriginalCompletesOnceWithThePiecesError)
+{
+	auto md = DmDevice::create("onepiece-err", "0 100 test-remap disk0 0 0 0 1\n100 100 test-remap disk1 0 0 0 1");
+	ASSERT_TRUE(md);
+	disk1->fail_range(0, 8, false, true);
+	auto data = pattern(96, 8 * 512);
+	OrigDone d;
+	bio b{};
+	b.bi_bdev = md.get();
+	b.bi_opf = DMXX_REQ_OP_WRITE;
+	b.bi_sector = 96;
+	b.bi_size = 8 * 512;
+	b.bi_data = data.data();
+	b.bi_end_io = orig_done;
+	b.bi_private = &d;
+	dmxx_submit_bio(&b);
+	EXPECT_EQ(d.calls.load(), 1);
+	EXPECT_EQ(d.status, DMXX_BLK_STS_IOERR);
+	EXPECT_EQ(d.sector, 96u);
+	EXPECT_EQ(d.size, 8u * 512);
+	EXPECT_EQ(g_remap.maps.load(), 2);
+}
+
+/* ---- table type binding (seed 004) ------------------------------------------------------- */
+
+TEST_F(DmModel, TypeIsBoundAtFirstLoadAndOtherTypesAreRejected)
+{
+	auto md = DmDevice::create_empty("typed");
+	ASSERT_TRUE(md);
+	EXPECT_EQ(md->type_name(), "none");
+	ASSERT_TRUE(md->load("0 100 test-remap disk0 0 0 0 1").ok());
+	EXPECT_EQ(md->type_name(), "bio-based pdata=16");
+	DmResult r = md->load("0 100 test-action disk0");
+	EXPECT_EQ(r.code, -EINVAL);
+	EXPECT_EQ(r.error, "can't change device type after initial table load");
+	EXPECT_EQ(md->type_name(), "bio-based pdata=16");
+	ASSERT_TRUE(md->has_inactive()); /* the first table is still the inactive one */
+	ASSERT_TRUE(md->resume().ok());
+	EXPECT_EQ(md->status(DMXX_STATUSTYPE_TABLE).find("0 100 test-remap"), 0u);
+	/* Same type again is fine. */
+	EXPECT_TRUE(md->load("0 200 test-remap disk1 0 0 0 1").ok());
+}
+
+/*
+ * Two loads of different types race on a fresh device: exactly one binds
+ * its type, and the published inactive table is always of the bound type
+ * (binding and publishing are one critical section).
+ */
+TEST_F(DmModel, ConcurrentLoadsOfDifferentTypesBindExactlyOne)
+{
+	int remap_wins = 0, action_wins = 0;
+	for (int i = 0; i < 40; i++) {
+		auto md = DmDevice::create_empty("race" + std::to_string(i));
+		ASSERT_TRUE(md);
+		std::atomic<int> ready{0};
+		DmResult ra, rb;
+		auto go = [&] {
+			ready++;
+			while (ready.load() < 2) {
+			}
+		};
+		std::thread a([&] {
+			go();
+			ra = md->load("0 100 test-remap disk0 0 0 0 1");
+		});
+		std::thread b([&] {
+			go();
+			rb = md->load("0 100 test-action disk1");
+		});
+		a.join();
+		b.join();
+		ASSERT_NE(ra.ok(), rb.ok()) << ra.error << " / " << rb.error;
+		EXPECT_EQ(md->type_name(), ra.ok() ? "bio-based pdata=16" : "bio-based pdata=0");
+		ASSERT_TRUE(md->resume().ok());
+		std::string table = md->status(DMXX_STATUSTYPE_TABLE);
+		EXPECT_EQ(table.find(ra.ok() ? "0 100 test-remap" : "0 100 test-action"), 0u) << table;
+		(ra.ok() ? remap_wins : action_wins)++;
+	}
+	EXPECT_EQ(remap_wins + action_wins, 40);
+}
+
+/* The publication lock is a spinlock: a blocking allocation under it is reported. */
+TEST_F(DmModel, NoBlockingAllocationUnderThePublicationLock)
+{
+	user::set_violation_mode(user::ViolationMode::Record);
+	uint64_t before = user::sleep_violations();
+	auto ok = DmDevice::create_empty("pub-ok");
+	ASSERT_TRUE(ok->load("0 100 test-remap disk0 0 0 0 1").ok());
+	EXPECT_EQ(user::sleep_violations(), before);
+	/* Negative control: the same allocation moved under the lock is caught. */
+	auto bad = DmDevice::create_empty("pub-bad");
+	bad->set_setup_under_lock_for_test(true);
+	ASSERT_TRUE(bad->load("0 100 test-remap disk0 0 0 0 1").ok());
+	EXPECT_GT(user::sleep_violations(), before);
+	EXPECT_NE(user::last_violation().find("allocation with DMXX_ALLOC_SLEEP"), std::string::npos)
+		<< user::last_violation();
 }

@@ -4,6 +4,8 @@
 
 #include "helpers.h"
 
+#include <dmxx/user/watch.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -244,4 +246,62 @@ TEST_F(WorkqueueDeathTest, WorkReturningWithSpinlockHeldIsFatal)
 			dmxx_flush_workqueue(wq);
 		},
 		"holding a spinlock");
+}
+
+/*
+ * Work items are non-reentrant, as in the kernel: an item queued again
+ * while it runs is not started on another worker of the same workqueue; it
+ * runs again once the current run has returned.
+ */
+namespace {
+struct Reentry {
+	dmxx_work work; /* first */
+	dmxx_workqueue *wq;
+	dmxx_completion started, release;
+	std::atomic<int> runs{0}, concurrent{0}, max_concurrent{0};
+};
+
+void reentry_fn(dmxx_work *w)
+{
+	auto *r = reinterpret_cast<Reentry *>(w);
+	int now = ++r->concurrent;
+	int prev = r->max_concurrent.load();
+	while (now > prev && !r->max_concurrent.compare_exchange_weak(prev, now)) {
+	}
+	int n = ++r->runs;
+	if (n == 1) {
+		/* Queue ourselves again while running, then wait with 3 idle workers around. */
+		EXPECT_EQ(dmxx_queue_work(r->wq, &r->work), 1);
+		dmxx_complete(&r->started);
+		dmxx_wait_for_completion(&r->release);
+	}
+	--r->concurrent;
+}
+} // namespace
+
+TEST_F(Workqueue, WorkItemsAreNotReentrant)
+{
+	Reentry r;
+	r.wq = dmxx_wq_create("reentry", 0); /* 4 workers */
+	ASSERT_NE(r.wq, nullptr);
+	dmxx_completion_init(&r.started);
+	dmxx_completion_init(&r.release);
+	dmxx_work_init(&r.work, reentry_fn);
+	dmxx_queue_work(r.wq, &r.work);
+	dmxx_wait_for_completion(&r.started);
+	/* The requeued run is held back, observably: queued, not running. */
+	bool held_back = false;
+	for (const auto &q : user::workqueue_reports())
+		if (q.name == "reentry")
+			held_back = q.queued == 1 && q.running == 1 && q.queued_items.size() == 1 &&
+				    q.queued_items[0].find("held back") != std::string::npos;
+	EXPECT_TRUE(held_back);
+	EXPECT_EQ(r.runs.load(), 1);
+	dmxx_complete(&r.release);
+	dmxx_flush_workqueue(r.wq);
+	EXPECT_EQ(r.runs.load(), 2);
+	EXPECT_EQ(r.max_concurrent.load(), 1);
+	dmxx_wq_destroy(r.wq);
+	dmxx_completion_destroy(&r.started);
+	dmxx_completion_destroy(&r.release);
 }

@@ -55,8 +55,24 @@ public:
 	/* `dmsetup remove`: waits for in-flight I/O; fatal if a table still holds the device open. */
 	~DmDevice() override;
 
-	/* `dmsetup load`: builds the inactive table; on failure nothing changes. */
+	/*
+	 * `dmsetup load`: builds the inactive table; on failure nothing changes.
+	 *
+	 * The device's type is bound by the first successful load, atomically
+	 * with publishing that table as the inactive one; a later load of a
+	 * table of another type fails with -EINVAL and changes nothing. The
+	 * model's type: "bio-based" or "bio-based-immutable" (a target with
+	 * DMXX_TARGET_IMMUTABLE) and the table's per-bio-data size, which
+	 * fixes the size of the device's clone front pad. The device's
+	 * type-dependent resources are allocated (a blocking allocation)
+	 * before the exclusive publication lock is taken, never under it: the
+	 * lock is a spinlock, so the may-sleep checker would report it.
+	 */
 	DmResult load(const std::string &table);
+	/* "none" until the first load, then e.g. "bio-based pdata=16". */
+	std::string type_name() const;
+	/* Test only: do the type setup allocation under the publication lock (wrong). */
+	void set_setup_under_lock_for_test(bool on) { m_setup_under_lock = on; }
 	void clear_inactive();
 	DmResult suspend(bool noflush = false);
 	DmResult resume();
@@ -81,6 +97,10 @@ public:
 	/* The active table's target @index (for inspecting ti fields in tests). */
 	dm_target *target(unsigned index);
 	uint64_t event_nr() const { return m_events.load(); }
+	/* The device's worker (kdmflush): deferred bios are processed here. */
+	dmxx_workqueue *workqueue() const { return m_wq; }
+	/* The work item that runs the deferred list on workqueue(). */
+	const void *deferred_work_item() const { return &m_work.work; }
 
 	void submit(bio *b) override;
 
@@ -102,7 +122,13 @@ private:
 	mutable std::mutex m_lock;         /* state below */
 	std::condition_variable m_idle;
 	DmTable *m_active = nullptr;
-	DmTable *m_inactive = nullptr;
+	mutable dmxx_spinlock m_publish;  /* _hash_lock: m_inactive and the type binding */
+	DmTable *m_inactive = nullptr;    /* guarded by m_publish */
+	bool m_type_bound = false;        /* guarded by m_publish */
+	bool m_type_immutable = false;
+	unsigned m_type_pdata = 0;
+	void *m_type_setup = nullptr;     /* the type's resources, allocated at binding */
+	bool m_setup_under_lock = false;
 	bool m_blocked = false;   /* new bios are deferred */
 	bool m_suspended = false;
 	bool m_delay = false;     /* DELAY_REQUEUE pending */
