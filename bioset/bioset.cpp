@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "bioset.h"
 
+#include <dmxx/bio_list.h>
+
 namespace dmxx {
 
 /* Sits right before the bio, so the bio finds it without knowing the front pad. */
@@ -61,14 +63,6 @@ void BioSet::punt_to_rescuer()
 {
 	dmxx_bio_list *lists = dmxx_current_bio_lists();
 	dmxx_bio_list punt = {};
-	auto add = [](dmxx_bio_list &l, bio *b) {
-		pf::bio_set_next(b, nullptr);
-		if (l.tail)
-			pf::bio_set_next(l.tail, b);
-		else
-			l.head = b;
-		l.tail = b;
-	};
 	/*
 	 * Pop everything, keep the order of what stays. Lists are singly
 	 * linked: rebuilding is simpler and as cheap as unlinking in place.
@@ -81,23 +75,19 @@ void BioSet::punt_to_rescuer()
 		while (b) {
 			bio *next = pf::bio_next(b);
 			bool ours = any_set || owner(b) == this;
-			add(ours ? punt : keep, b);
+			bio_list_add(ours ? punt : keep, b);
 			b = next;
 		}
 		lists[i] = keep;
 	}
 	if (!punt.head)
 		return;
-	u64 n = 0;
+	u64 n = 0; /* counted before the merge empties punt */
 	for (bio *b = punt.head; b; b = pf::bio_next(b))
 		n++;
 	{
 		Guard g(m_rescue_lock);
-		if (m_rescue_list.tail)
-			pf::bio_set_next(m_rescue_list.tail, punt.head);
-		else
-			m_rescue_list.head = punt.head;
-		m_rescue_list.tail = punt.tail;
+		bio_list_merge(m_rescue_list, punt);
 	}
 	m_rescues.fetch_add(1, Order::Relaxed);
 	m_rescued_bios.fetch_add(n, Order::Relaxed);
@@ -111,13 +101,7 @@ void BioSet::rescue_work_fn(dmxx_work *w)
 		bio *b;
 		{
 			Guard g(set->m_rescue_lock);
-			b = set->m_rescue_list.head;
-			if (b) {
-				set->m_rescue_list.head = pf::bio_next(b);
-				if (!set->m_rescue_list.head)
-					set->m_rescue_list.tail = nullptr;
-				pf::bio_set_next(b, nullptr);
-			}
+			b = bio_list_pop(set->m_rescue_list);
 		}
 		if (!b)
 			return;

@@ -3,6 +3,7 @@
  * The userspace block layer model: device directory, dmxx_submit_bio with a
  * per-thread submission list, dmxx_bio_endio, and MemDisk.
  */
+#include <dmxx/bio_list.h>
 #include <dmxx/user/block.h>
 #include <dmxx/user/testing.h>
 #include <dmxx/user/watch.h>
@@ -35,34 +36,6 @@ std::atomic<unsigned> g_memdisk_minor{0};
  * the levels above, still waiting their turn.
  */
 thread_local dmxx_bio_list *t_bio_lists;
-
-void list_add(dmxx_bio_list &l, bio *b)
-{
-	b->bi_next = nullptr;
-	(l.tail ? l.tail->bi_next : l.head) = b;
-	l.tail = b;
-}
-
-bio *list_pop(dmxx_bio_list &l)
-{
-	bio *b = l.head;
-	if (b) {
-		l.head = b->bi_next;
-		if (!l.head)
-			l.tail = nullptr;
-		b->bi_next = nullptr;
-	}
-	return b;
-}
-
-void list_merge(dmxx_bio_list &dst, dmxx_bio_list &src)
-{
-	if (!src.head)
-		return;
-	(dst.tail ? dst.tail->bi_next : dst.head) = src.head;
-	dst.tail = src.tail;
-	src = {};
-}
 
 std::string strip_dev(const std::string &path)
 {
@@ -364,7 +337,7 @@ void dmxx_submit_bio(struct bio *b) noexcept
 		dmxx_fatal("submit_bio: bio has no device");
 	if (t_bio_lists) {
 		/* Inside a driver's submit: run after it returns (recursion -> iteration). */
-		list_add(t_bio_lists[0], b);
+		dmxx::bio_list_add(t_bio_lists[0], b);
 		return;
 	}
 	/*
@@ -383,12 +356,12 @@ void dmxx_submit_bio(struct bio *b) noexcept
 		lists[0] = {};
 		q->submit(b);
 		dmxx_bio_list lower = {}, same = {};
-		while (bio *n = list_pop(lists[0]))
-			list_add(n->bi_bdev == q ? same : lower, n);
-		list_merge(lists[0], lower);
-		list_merge(lists[0], same);
-		list_merge(lists[0], lists[1]);
-	} while ((b = list_pop(lists[0])));
+		while (bio *n = dmxx::bio_list_pop(lists[0]))
+			dmxx::bio_list_add(n->bi_bdev == q ? same : lower, n);
+		dmxx::bio_list_merge(lists[0], lower);
+		dmxx::bio_list_merge(lists[0], same);
+		dmxx::bio_list_merge(lists[0], lists[1]);
+	} while ((b = dmxx::bio_list_pop(lists[0])));
 	t_bio_lists = nullptr;
 }
 
