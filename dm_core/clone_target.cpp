@@ -33,11 +33,16 @@
  *   bioset_force_reserve  1: the set never uses the allocator, only the
  *                         reserve (set_reserve_only), so a tiny reserve runs
  *                         dry and the rescuer really runs (default 0)
+ *   bioset_rescuer        0: disarm the rescuer (RescuePolicy::None, the pre-2012
+ *                         design that can deadlock once the reserve runs dry).
+ *                         Only a baseline for scripts/bench's `rescuer` case, which
+ *                         shows what arming it costs (default 1)
  *
  * Status:
  *   INFO   allocs=<n> rescues=<n> rescued_bios=<n> pool_waits=<n> reserve=<n> forced=<0|1>
+ *          rescuer=<0|1>
  *          the bio set's counters (BioSet::Stats) since the table was loaded,
- *          then the reserve size and forced-reserve switch it was built with
+ *          then the reserve size, forced-reserve and rescuer switches it was built with
  *   TABLE  <major:minor> <offset>[ 2 split_sectors <n>]
  *   IMA    ,device_name=<major:minor>,start=<offset>,split_sectors=<n>;
  *
@@ -100,10 +105,10 @@ public:
 
 private:
 	CloneTarget(dm_target *ti, dm_dev *dev, sector_t start, u32 split, unsigned reserve,
-		    bool forced)
+		    bool forced, bool rescuer)
 		: m_ti(ti), m_dev(dev), m_bdev(dmxx_dm_dev_bdev(dev)), m_start(start),
 		  m_delta(start - pf::ti_begin(ti)), m_split(split), m_reserve(reserve),
-		  m_forced(forced)
+		  m_forced(forced), m_rescuer(rescuer)
 	{
 	}
 
@@ -159,6 +164,7 @@ private:
 	u32 m_split;      /* 0: one clone per bio */
 	unsigned m_reserve;
 	bool m_forced;
+	bool m_rescuer;
 	BioSet m_bs;
 };
 
@@ -193,6 +199,7 @@ Result<CloneTarget *> CloneTarget::create(dm_target *ti, TableArgs &args)
 
 	unsigned reserve = read_param("bioset_reserve", reserve_default);
 	bool forced = read_param("bioset_force_reserve", 0) != 0;
+	bool rescuer = read_param("bioset_rescuer", 1) != 0;
 	if (reserve < 1 || reserve > reserve_max)
 		return args.fail("Invalid bioset_reserve module parameter");
 
@@ -214,7 +221,7 @@ Result<CloneTarget *> CloneTarget::create(dm_target *ti, TableArgs &args)
 		return args.fail("split_sectors not a multiple of the logical block size");
 	}
 
-	auto *t = new (AllocMode::Sleep) CloneTarget(ti, dev, start, split, reserve, forced);
+	auto *t = new (AllocMode::Sleep) CloneTarget(ti, dev, start, split, reserve, forced, rescuer);
 	if (!t) {
 		dmxx_dm_put_device(ti, dev);
 		return args.fail("Cannot allocate clone context", ENOMEM);
@@ -226,6 +233,8 @@ Result<CloneTarget *> CloneTarget::create(dm_target *ti, TableArgs &args)
 		return args.fail("Cannot create bio set", -made.error_code());
 	}
 	t->m_bs.set_reserve_only(forced);
+	if (!rescuer)
+		t->m_bs.set_rescue_policy(RescuePolicy::None);
 
 	dmxx_ti_config cfg{};
 	cfg.num_flush_bios = 1;
@@ -248,10 +257,10 @@ void CloneTarget::status(StatusType type, unsigned, StatusWriter &out)
 	switch (type) {
 	case StatusType::Info: {
 		BioSet::Stats s = m_bs.stats();
-		out.emit("allocs=%llu rescues=%llu rescued_bios=%llu pool_waits=%llu reserve=%u forced=%u",
+		out.emit("allocs=%llu rescues=%llu rescued_bios=%llu pool_waits=%llu reserve=%u forced=%u rescuer=%u",
 			 (unsigned long long)s.allocs, (unsigned long long)s.rescues,
 			 (unsigned long long)s.rescued_bios, (unsigned long long)s.pool_waits,
-			 m_reserve, m_forced ? 1u : 0u);
+			 m_reserve, m_forced ? 1u : 0u, m_rescuer ? 1u : 0u);
 		break;
 	}
 	case StatusType::Table:

@@ -26,6 +26,11 @@ module_param(bioset_force_reserve, bool, 0644);
 MODULE_PARM_DESC(bioset_force_reserve,
 		 "dmxx-clone: bio sets skip the allocator and use only the reserve, to drive the rescuer (read at table load; default 0)");
 
+static bool bioset_rescuer = true;
+module_param(bioset_rescuer, bool, 0644);
+MODULE_PARM_DESC(bioset_rescuer,
+		 "dmxx-clone: 0 disarms the bio sets' rescuers, a benchmark baseline that can deadlock under memory pressure (read at table load; default 1)");
+
 int dmxx_param_read_uint(const char *name, unsigned *out)
 {
 	if (!strcmp(name, "bioset_reserve")) {
@@ -34,6 +39,10 @@ int dmxx_param_read_uint(const char *name, unsigned *out)
 	}
 	if (!strcmp(name, "bioset_force_reserve")) {
 		*out = READ_ONCE(bioset_force_reserve) ? 1 : 0;
+		return 0;
+	}
+	if (!strcmp(name, "bioset_rescuer")) {
+		*out = READ_ONCE(bioset_rescuer) ? 1 : 0;
 		return 0;
 	}
 	return -ENOENT;

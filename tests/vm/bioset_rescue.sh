@@ -102,7 +102,7 @@ section "table and status"
 set_params 16 0 || die "set module parameters"
 check "create unsplit dmxx-clone" dm_create dmxx_one "0 $TLEN dmxx-clone $RAM $OFF1"
 check_eq "unsplit table" "0 $TLEN dmxx-clone $MAJMIN $OFF1" "$(dmsetup table dmxx_one)"
-check_eq "fresh status" "0 $TLEN dmxx-clone allocs=0 rescues=0 rescued_bios=0 pool_waits=0 reserve=16 forced=0" \
+check_eq "fresh status" "0 $TLEN dmxx-clone allocs=0 rescues=0 rescued_bios=0 pool_waits=0 reserve=16 forced=0 rescuer=1" \
 	"$(dmsetup status dmxx_one)"
 check_eq "unsplit dmxx-clone reads raw at $OFF1" "$(sum_range $RAM $OFF1 $TLEN)" "$(sum_range /dev/mapper/dmxx_one 0 $TLEN)"
 A=$(stat_field dmxx_one allocs)
