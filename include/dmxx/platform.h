@@ -180,6 +180,16 @@ unsigned long long dmxx_now_ns(void) DMXX_NOEXCEPT; /* monotonic */
 void dmxx_sleep_ms(unsigned ms) DMXX_NOEXCEPT;
 void dmxx_cond_resched(void) DMXX_NOEXCEPT;
 
+/* ---- checksums ---------------------------------------------------------- */
+
+/*
+ * CRC-32C (Castagnoli), the kernel's crc32c(seed, data, len): no pre- or
+ * post-inversion, so callers pass the seed their format wants (persistent-data
+ * seeds with ~0 and xors the result with a per-block-type salt). The kernel
+ * glue uses the kernel's accelerated implementation.
+ */
+unsigned dmxx_crc32c(unsigned seed, const void *data, unsigned long len) DMXX_NOEXCEPT;
+
 /* ---- bios and block devices --------------------------------------------- */
 /* Field access is inline, in <dmxx/impl/bio_access.h>. */
 

@@ -36,14 +36,14 @@ constexpr Error err(int e) { return Error::from_errno(e); }
 template <typename T> class [[nodiscard]] Result {
 public:
 	constexpr Result(const T &v) : m_ok(true) { new (in_place, &m_value) T(v); }
-	constexpr Result(T &&v) : m_ok(true) { new (in_place, &m_value) T(move(v)); }
+	constexpr Result(T &&v) : m_ok(true) { new (in_place, &m_value) T(dmxx::move(v)); }
 	constexpr Result(Error e) : m_error(e.code()), m_ok(false) {}
 	Result(const Result &) = delete;
 	Result &operator=(const Result &) = delete;
 	Result(Result &&o) : m_ok(o.m_ok)
 	{
 		if (m_ok)
-			new (in_place, &m_value) T(move(o.m_value));
+			new (in_place, &m_value) T(dmxx::move(o.m_value));
 		else
 			m_error = o.m_error;
 	}
@@ -59,7 +59,7 @@ public:
 	constexpr int error_code() const { return m_ok ? 0 : m_error; }
 	T &value() { return m_value; }
 	const T &value() const { return m_value; }
-	T release_value() { return move(m_value); }
+	T release_value() { return dmxx::move(m_value); }
 
 private:
 	union {

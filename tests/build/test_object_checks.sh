@@ -226,6 +226,15 @@ void operator delete(void *, std::align_val_t) noexcept;
 void drop(void *p) { operator delete(p, std::align_val_t(64)); }
 EOF
 
+unit libgcc_popcount 'references the C\+\+ runtime: .*__popcountdi2' <<'EOF'
+// Without POPCNT the builtin becomes a libgcc call the kernel cannot resolve.
+unsigned count(unsigned long long v) { return __builtin_popcountll(v); }
+EOF
+
+unit libgcc_int128_div 'references the C\+\+ runtime: .*__udivti3' <<'EOF'
+unsigned __int128 quot(unsigned __int128 a, unsigned __int128 b) { return a / b; }
+EOF
+
 unit sse_float 'uses SSE/AVX/x87 registers .*%xmm' <<'EOF'
 float scale(float a, float b) { return a * b; }
 EOF
