@@ -57,6 +57,11 @@ int dmxx_ti_configure(struct dm_target *ti, const struct dmxx_ti_config *cfg)
 	return 0;
 }
 
+unsigned dmxx_bio_target_nr(struct bio *bio)
+{
+	return dm_bio_get_target_bio_nr(bio);
+}
+
 void dmxx_dm_table_event(struct dm_target *ti)
 {
 	dm_table_event(ti->table);

@@ -11,6 +11,7 @@
 #include <linux/delay.h>
 #include <linux/device-mapper.h>
 #include <linux/ktime.h>
+#include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/rwsem.h>
 #include <linux/sched.h>
@@ -66,6 +67,21 @@ void *dmxx_zalloc(unsigned long size, enum dmxx_alloc_mode mode)
 void dmxx_free(const void *p)
 {
 	kfree(p);
+}
+
+void *dmxx_kvalloc(unsigned long size, enum dmxx_alloc_mode mode)
+{
+	return kvmalloc(size, dmxx_gfp(mode));
+}
+
+void *dmxx_kvzalloc(unsigned long size, enum dmxx_alloc_mode mode)
+{
+	return kvzalloc(size, dmxx_gfp(mode));
+}
+
+void dmxx_kvfree(const void *p)
+{
+	kvfree(p);
 }
 
 /* ---- logging ---- */
@@ -285,6 +301,31 @@ int dmxx_bio_init_clone(struct bio *clone, struct bio *src, struct block_device 
 void dmxx_bio_trim(struct bio *bio, unsigned long long offset, unsigned long long size)
 {
 	bio_trim(bio, offset, size);
+}
+
+unsigned dmxx_bio_data_vecs(const void *buf, unsigned long len)
+{
+	unsigned long start = (unsigned long)buf;
+
+	return (unsigned)(((start + len + PAGE_SIZE - 1) >> PAGE_SHIFT) - (start >> PAGE_SHIFT));
+}
+
+/* Core memory is kmalloc'ed (directly mapped) or kvmalloc'ed (maybe vmalloc): one vec per page. */
+int dmxx_bio_add_data(struct bio *bio, void *buf, unsigned len)
+{
+	char *p = buf;
+
+	while (len) {
+		unsigned off = offset_in_page(p);
+		unsigned n = min_t(unsigned, len, PAGE_SIZE - off);
+		struct page *page = is_vmalloc_addr(p) ? vmalloc_to_page(p) : virt_to_page(p);
+
+		if (bio_add_page(bio, page, n, off) != n)
+			return -EINVAL;
+		p += n;
+		len -= n;
+	}
+	return 0;
 }
 
 unsigned long long dmxx_bdev_nr_sectors(struct block_device *bdev)

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -396,6 +397,27 @@ void dmxx_bio_trim(struct bio *b, unsigned long long offset, unsigned long long 
 	if (b->bi_data)
 		b->bi_data += offset << 9;
 	b->bi_size = u32(size << 9);
+}
+
+/* The model's bios carry one contiguous buffer: count vecs as the kernel would (pages). */
+unsigned dmxx_bio_data_vecs(const void *buf, unsigned long len) noexcept
+{
+	uintptr_t start = reinterpret_cast<uintptr_t>(buf);
+	return unsigned(((start + len + 4095) >> 12) - (start >> 12));
+}
+
+int dmxx_bio_add_data(struct bio *b, void *buf, unsigned len) noexcept
+{
+	if (!b->bi_data) {
+		b->bi_data = static_cast<u8 *>(buf);
+		b->bi_size = len;
+		return 0;
+	}
+	/* Only an extension of the buffer already attached fits the model's one buffer. */
+	if (b->bi_data + b->bi_size != buf)
+		return -EINVAL;
+	b->bi_size += len;
+	return 0;
 }
 
 void dmxx_bio_endio(struct bio *b) noexcept

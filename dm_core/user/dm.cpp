@@ -398,6 +398,7 @@ struct Tio {
 	dm_target *ti;
 	unsigned *len_ptr; /* the piece length the splitter advances by */
 	bool duplicate;    /* flush or one of several abnormal clones: no partial accept */
+	unsigned target_bio_nr; /* which of the target's duplicates (dm_bio_get_target_bio_nr) */
 	size_t front;
 };
 static_assert(offsetof(Tio, clone) == 0, "the clone starts the tio");
@@ -544,6 +545,7 @@ void DmDevice::process(DmTable *t, bio *orig)
 				Tio *tio = alloc_tio(io, ti.get(), this,
 						     DMXX_REQ_OP_WRITE | DMXX_REQ_PREFLUSH | DMXX_REQ_SYNC, 0, 0,
 						     nullptr, true);
+				tio->target_bio_nr = i;
 				map_tio(tio, nullptr);
 			}
 		dec_pending(io, DMXX_BLK_STS_OK);
@@ -583,8 +585,11 @@ void DmDevice::process(DmTable *t, bio *orig)
 			io->status.store(DMXX_BLK_STS_NOTSUPP);
 			error = true;
 		}
-		for (unsigned i = 0; i < n; i++)
-			map_tio(alloc_tio(io, ti, this, orig->bi_opf, sector, len << 9, data, n > 1), &len);
+		for (unsigned i = 0; i < n; i++) {
+			Tio *tio = alloc_tio(io, ti, this, orig->bi_opf, sector, len << 9, data, n > 1);
+			tio->target_bio_nr = i;
+			map_tio(tio, &len);
+		}
 	} else {
 		map_tio(alloc_tio(io, ti, this, orig->bi_opf, sector, len << 9, data, false), &len);
 	}
@@ -898,25 +903,37 @@ DmResult DmDevice::do_suspend(bool)
 DmResult DmDevice::resume()
 {
 	std::lock_guard<std::mutex> s(m_suspend_lock);
+	/*
+	 * As dm-ioctl's do_resume(): the table swapped out is destroyed after
+	 * the new one's preresume/resume (whether they succeed or not), so its
+	 * targets still exist while the new ones resume (snapshot handover).
+	 */
+	DmTable *old = nullptr;
+	DmResult r = resume_locked(&old);
+	destroy_table(old);
+	return r;
+}
+
+DmResult DmDevice::resume_locked(DmTable **old)
+{
 	if (has_inactive()) {
 		if (!suspended()) {
 			DmResult r = do_suspend(false);
 			if (!r.ok())
 				return r;
 		}
-		DmTable *old = m_active;
 		dmxx_spin_lock(&m_publish);
 		DmTable *next = m_inactive;
 		m_inactive = nullptr;
 		dmxx_spin_unlock(&m_publish);
 		if (!next) /* cleared meanwhile: keep the active table, stay suspended */
 			return {-EINVAL, "inactive table cleared during resume"};
+		*old = m_active;
 		{
 			std::lock_guard<std::mutex> g(m_lock);
 			m_active = next;
 		}
 		set_nr_sectors(m_active->size);
-		destroy_table(old);
 	}
 	if (!suspended())
 		return {};
@@ -1104,6 +1121,12 @@ int dmxx_ti_configure(struct dm_target *ti, const struct dmxx_ti_config *cfg) no
 }
 
 void dmxx_dm_table_event(struct dm_target *ti) noexcept { table_of(ti)->md->table_event(); }
+
+unsigned dmxx_bio_target_nr(struct bio *b) noexcept
+{
+	auto *tio = static_cast<dmxx::user::Tio *>(b->bi_dm_tio);
+	return tio ? tio->target_bio_nr : 0;
+}
 
 void dmxx_user_accept_partial_bio(struct bio *b, unsigned n_sectors) noexcept
 {

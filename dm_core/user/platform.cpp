@@ -484,6 +484,11 @@ void dmxx_free(const void *p) noexcept
 	free(const_cast<void *>(p));
 }
 
+/* kvmalloc in the kernel; here the same accounted heap as dmxx_alloc. */
+void *dmxx_kvalloc(unsigned long size, enum dmxx_alloc_mode mode) noexcept { return dmxx_alloc(size, mode); }
+void *dmxx_kvzalloc(unsigned long size, enum dmxx_alloc_mode mode) noexcept { return dmxx_zalloc(size, mode); }
+void dmxx_kvfree(const void *p) noexcept { dmxx_free(p); }
+
 /*
  * The core's only allocation operators. They allocate with the nothrow
  * global new so that libstdc++'s (or the sanitizer's) operator delete,
@@ -625,7 +630,19 @@ void dmxx_mutex_unlock(struct dmxx_mutex *m) noexcept
 	unlock_or_die(as<pthread_mutex_t>(m), "mutex_unlock: mutex not held by this thread");
 }
 
-void dmxx_rwsem_init(struct dmxx_rwsem *s) noexcept { pthread_rwlock_init(as<pthread_rwlock_t>(s), nullptr); }
+/*
+ * Writer-preferring, as the kernel's rwsem: once a writer waits, new readers
+ * queue behind it. glibc's default prefers readers, which would hide the
+ * reader-waits-behind-a-waiting-writer deadlocks (dm-snapshot 2019) here.
+ */
+void dmxx_rwsem_init(struct dmxx_rwsem *s) noexcept
+{
+	pthread_rwlockattr_t attr;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(as<pthread_rwlock_t>(s), &attr);
+	pthread_rwlockattr_destroy(&attr);
+}
 
 void dmxx_rwsem_destroy(struct dmxx_rwsem *s) noexcept
 {

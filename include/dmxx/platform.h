@@ -199,6 +199,23 @@ unsigned long long dmxx_bdev_nr_sectors(struct block_device *bdev) DMXX_NOEXCEPT
 unsigned dmxx_bdev_logical_block_size(struct block_device *bdev) DMXX_NOEXCEPT;
 
 /*
+ * Large buffers (metadata areas, copy buffers, hash tables): kvmalloc() in the
+ * kernel, so they need not be physically contiguous. NULL on failure. Bio
+ * data may live in them (dmxx_bio_add_data).
+ */
+void *dmxx_kvalloc(unsigned long size, enum dmxx_alloc_mode mode) DMXX_NOEXCEPT;
+void *dmxx_kvzalloc(unsigned long size, enum dmxx_alloc_mode mode) DMXX_NOEXCEPT;
+void dmxx_kvfree(const void *p) DMXX_NOEXCEPT;
+/*
+ * Bio data from core memory: the vecs a bio needs to carry @len bytes at @buf
+ * (memory from dmxx_alloc or dmxx_kvalloc: one vec per page touched), and
+ * appending those bytes to a bio made by dmxx_bio_init with that many vecs
+ * free. 0, or -EINVAL if the bio has no room for them.
+ */
+unsigned dmxx_bio_data_vecs(const void *buf, unsigned long len) DMXX_NOEXCEPT;
+int dmxx_bio_add_data(struct bio *bio, void *buf, unsigned len) DMXX_NOEXCEPT;
+
+/*
  * Bio memory and the submission context, for bio sets (bioset/).
  *
  * A bio set lays out [front pad][struct bio][inline vecs] itself, sized by
@@ -253,6 +270,11 @@ struct dmxx_ti_config {
 };
 /* 0 or -errno (max_io_len is validated by DM). */
 int dmxx_ti_configure(struct dm_target *ti, const struct dmxx_ti_config *cfg) DMXX_NOEXCEPT;
+/*
+ * Which of the target's duplicate bios this is (dm_bio_get_target_bio_nr):
+ * 0..num_flush_bios-1 for flushes, 0..num_discard_bios-1 for discards, else 0.
+ */
+unsigned dmxx_bio_target_nr(struct bio *bio) DMXX_NOEXCEPT;
 /* Notify userspace (dmsetup wait / LVM) that the target's state changed. */
 void dmxx_dm_table_event(struct dm_target *ti) DMXX_NOEXCEPT;
 

@@ -117,6 +117,7 @@ private:
 	static void deferred_work(dmxx_work *w);
 	void run_deferred();
 	DmResult do_suspend(bool noflush);
+	DmResult resume_locked(DmTable **old);
 
 	mutable std::mutex m_suspend_lock; /* md->suspend_lock: table changes, suspend, resume */
 	mutable std::mutex m_lock;         /* state below */

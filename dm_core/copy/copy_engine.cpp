@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "copy_engine.h"
+
+#include <dmxx/bio.h>
+#include <dmxx/mem.h>
+#include <dmxx/new.h>
+
+namespace dmxx {
+
+Result<void> CopyEngine::init(const char *name, const Options &opts)
+{
+	if (!opts.slots || !opts.slot_sectors || opts.slot_sectors > (1u << 22))
+		return err(EINVAL);
+	m_nr_slots = opts.slots;
+	m_slot_sectors = opts.slot_sectors;
+	unsigned long slot_bytes = (unsigned long)m_slot_sectors << 9;
+
+	m_slots = static_cast<Slot *>(dmxx_zalloc(sizeof(Slot) * m_nr_slots, DMXX_ALLOC_SLEEP));
+	if (!m_slots)
+		return err(ENOMEM);
+	m_buffers = static_cast<u8 *>(dmxx_kvalloc(slot_bytes * m_nr_slots, DMXX_ALLOC_SLEEP));
+	if (!m_buffers)
+		return err(ENOMEM);
+	m_zero_buf = static_cast<u8 *>(dmxx_kvzalloc(slot_bytes, DMXX_ALLOC_SLEEP));
+	if (!m_zero_buf)
+		return err(ENOMEM);
+	for (unsigned i = 0; i < m_nr_slots; i++) {
+		Slot *s = &m_slots[i];
+		s->engine = this;
+		s->buf = m_buffers + slot_bytes * i;
+		s->next = m_free;
+		m_free = s;
+	}
+
+	/* A buffer may start mid-page in the kernel: one vec more than the pages it spans. */
+	unsigned vecs = dmxx_bio_data_vecs(m_buffers, slot_bytes) + 1;
+	TRY(m_bios.init(name, m_nr_slots, 0, vecs));
+
+	m_work.engine = this;
+	dmxx_work_init(&m_work.work, &CopyEngine::work_fn);
+	m_wq = dmxx_wq_create(name, DMXX_WQ_ORDERED | DMXX_WQ_MEM_RECLAIM);
+	if (!m_wq)
+		return err(ENOMEM);
+	return {};
+}
+
+CopyEngine::~CopyEngine()
+{
+	if (m_wq) {
+		drain();
+		dmxx_wq_destroy(m_wq);
+	}
+	dmxx_kvfree(m_zero_buf);
+	dmxx_kvfree(m_buffers);
+	dmxx_free(m_slots);
+}
+
+void CopyEngine::kick() { dmxx_queue_work(m_wq, &m_work.work); }
+
+void CopyEngine::enqueue(CopyJob *job)
+{
+	job->m_next = nullptr;
+	job->m_dispatched = 0;
+	job->m_outstanding = 0;
+	job->m_queued = true;
+	job->m_read_failed = false;
+	job->m_write_failed = false;
+	job->m_external_error = 0;
+	m_jobs.fetch_add(1, Order::Relaxed);
+	{
+		IrqGuard g(m_lock);
+		if (m_queue_tail)
+			m_queue_tail->m_next = job;
+		else
+			m_queue_head = job;
+		m_queue_tail = job;
+	}
+	kick();
+}
+
+void CopyEngine::copy(CopyJob *job, const CopyRegion &src, const CopyRegion &dst, CopyDoneFn done,
+		      void *ctx)
+{
+	job->m_src = src;
+	job->m_dst = {dst.bdev, dst.sector, src.count};
+	job->m_zero = false;
+	job->m_done = done;
+	job->m_ctx = ctx;
+	enqueue(job);
+}
+
+void CopyEngine::zero(CopyJob *job, const CopyRegion &dst, CopyDoneFn done, void *ctx)
+{
+	job->m_src = {nullptr, 0, dst.count};
+	job->m_dst = dst;
+	job->m_zero = true;
+	job->m_done = done;
+	job->m_ctx = ctx;
+	enqueue(job);
+}
+
+void CopyEngine::complete_external(CopyJob *job, int error, CopyDoneFn done, void *ctx)
+{
+	job->m_done = done;
+	job->m_ctx = ctx;
+	job->m_external_error = error;
+	job->m_read_failed = false;
+	job->m_write_failed = false;
+	job->m_queued = false;
+	job->m_outstanding = 0;
+	m_jobs.fetch_add(1, Order::Relaxed);
+	{
+		IrqGuard g(m_lock);
+		job->m_next = m_external;
+		m_external = job;
+	}
+	kick();
+}
+
+void CopyEngine::drain()
+{
+	m_idle.wait([this] { return m_jobs.load(Order::Acquire) == 0; });
+}
+
+/* Completion context: record, hand to the worker, never block. */
+void CopyEngine::bio_done(bio *b, void *priv)
+{
+	auto *s = static_cast<Slot *>(priv);
+	CopyEngine *e = s->engine;
+	s->status = bio_status(b);
+	BioSet::free(b);
+	{
+		IrqGuard g(e->m_lock);
+		s->next = e->m_ready;
+		e->m_ready = s;
+	}
+	e->kick();
+}
+
+/* Allocate, fill and submit the bio for @s's current phase. Worker only, no lock held. */
+void CopyEngine::issue(Slot *s)
+{
+	CopyJob *job = s->job;
+	bool write = job->m_zero || s->writing;
+	const CopyRegion &r = write ? job->m_dst : job->m_src;
+	u32 opf = write ? DMXX_REQ_OP_WRITE : DMXX_REQ_OP_READ;
+	void *data = job->m_zero ? m_zero_buf : s->buf;
+	u32 bytes = s->sectors << 9;
+
+	/* NoIO may wait for a bio of our set; bio completions free them, so it ends. */
+	bio *b = m_bios.alloc(r.bdev, opf, dmxx_bio_data_vecs(data, bytes), AllocMode::NoIO,
+			      &CopyEngine::bio_done, s);
+	if (!b)
+		dmxx_fatal("copy engine: sleeping bio allocation failed");
+	bio_set_sector(b, r.sector + s->offset);
+	if (dmxx_bio_add_data(b, data, bytes) < 0)
+		dmxx_fatal("copy engine: bio too small for its slot");
+	m_stat_bios.fetch_add(1, Order::Relaxed);
+	dmxx_submit_bio(b);
+}
+
+/* Give the first waiting job's next piece a free slot and start it; false if none. */
+bool CopyEngine::dispatch_one()
+{
+	Slot *s;
+	CopyJob *finished = nullptr;
+	{
+		IrqGuard g(m_lock);
+		CopyJob *job = m_queue_head;
+		/* A failed job dispatches nothing more; it finishes when its pieces do. */
+		while (job && (job->m_read_failed || job->m_write_failed)) {
+			m_queue_head = job->m_next;
+			if (!m_queue_head)
+				m_queue_tail = nullptr;
+			job->m_queued = false;
+			if (!job->m_outstanding) {
+				job->m_next = finished;
+				finished = job;
+			}
+			job = m_queue_head;
+		}
+		if (finished) {
+			/* Called back through the external list, in order with the rest. */
+			while (finished) {
+				CopyJob *n = finished->m_next;
+				finished->m_next = m_external;
+				m_external = finished;
+				finished = n;
+			}
+		}
+		if (!job || !m_free)
+			return false;
+		s = m_free;
+		m_free = s->next;
+		m_busy++;
+		if (m_busy > m_stat_max_busy.load(Order::Relaxed))
+			m_stat_max_busy.store(m_busy, Order::Relaxed);
+
+		sector_t left = job->m_src.count - job->m_dispatched;
+		s->job = job;
+		s->offset = job->m_dispatched;
+		s->sectors = u32(left < m_slot_sectors ? left : m_slot_sectors);
+		s->writing = false;
+		s->status = 0;
+		job->m_dispatched += s->sectors;
+		job->m_outstanding++;
+		if (job->m_dispatched == job->m_src.count) {
+			m_queue_head = job->m_next;
+			if (!m_queue_head)
+				m_queue_tail = nullptr;
+			job->m_queued = false;
+		}
+	}
+	m_stat_pieces.fetch_add(1, Order::Relaxed);
+	issue(s);
+	return true;
+}
+
+/* A slot's piece is over (done or failed): release it; queue its job's callback if last. */
+void CopyEngine::finish_slot(Slot *s, CopyJob **done_list)
+{
+	IrqGuard g(m_lock);
+	CopyJob *job = s->job;
+	job->m_outstanding--;
+	if (!job->m_outstanding && !job->m_queued) {
+		job->m_next = *done_list;
+		*done_list = job;
+	}
+	s->job = nullptr;
+	s->next = m_free;
+	m_free = s;
+	m_busy--;
+}
+
+void CopyEngine::work_fn(dmxx_work *w) { reinterpret_cast<Work *>(w)->engine->run(); }
+
+void CopyEngine::run()
+{
+	for (;;) {
+		bool did = false;
+
+		/* Finished I/O: reads become writes, writes end their piece. */
+		Slot *ready;
+		{
+			IrqGuard g(m_lock);
+			ready = m_ready;
+			m_ready = nullptr;
+		}
+		Slot *fifo = nullptr; /* completions were pushed LIFO: restore their order */
+		while (ready) {
+			Slot *n = ready->next;
+			ready->next = fifo;
+			fifo = ready;
+			ready = n;
+		}
+		CopyJob *done = nullptr;
+		while (fifo) {
+			Slot *s = fifo;
+			fifo = s->next;
+			did = true;
+			if (s->status) {
+				IrqGuard g(m_lock);
+				if (s->writing || s->job->m_zero)
+					s->job->m_write_failed = true;
+				else
+					s->job->m_read_failed = true;
+			} else if (!s->writing && !s->job->m_zero) {
+				s->writing = true;
+				issue(s);
+				continue;
+			}
+			finish_slot(s, &done);
+		}
+
+		while (dispatch_one())
+			did = true;
+
+		/* Callbacks: finished jobs in the order they finished, then external ones. */
+		CopyJob *ext;
+		{
+			IrqGuard g(m_lock);
+			ext = m_external;
+			m_external = nullptr;
+		}
+		CopyJob *calls = nullptr;
+		while (ext) {
+			CopyJob *n = ext->m_next;
+			ext->m_next = calls;
+			calls = ext;
+			ext = n;
+		}
+		/* done was built LIFO too; append it reversed after the external ones. */
+		CopyJob *ordered = nullptr;
+		while (done) {
+			CopyJob *n = done->m_next;
+			done->m_next = ordered;
+			ordered = done;
+			done = n;
+		}
+		if (calls) {
+			CopyJob *t = calls;
+			while (t->m_next)
+				t = t->m_next;
+			t->m_next = ordered;
+		} else {
+			calls = ordered;
+		}
+		while (calls) {
+			CopyJob *job = calls;
+			calls = job->m_next;
+			did = true;
+			int error = job->m_read_failed || job->m_write_failed ? -EIO
+										: job->m_external_error;
+			job->m_done(job, error, job->m_ctx);
+			m_stat_jobs.fetch_add(1, Order::Relaxed);
+			if (m_jobs.fetch_sub(1, Order::AcqRel) == 1)
+				m_idle.wake_all();
+		}
+
+		if (!did)
+			return;
+	}
+}
+
+CopyEngine::Stats CopyEngine::stats() const
+{
+	return {m_stat_jobs.load(Order::Relaxed), m_stat_pieces.load(Order::Relaxed),
+		m_stat_bios.load(Order::Relaxed), m_stat_max_busy.load(Order::Relaxed)};
+}
+
+unsigned CopyEngine::busy_slots() const
+{
+	IrqGuard g(const_cast<SpinLock &>(m_lock));
+	return m_busy;
+}
+
+} // namespace dmxx

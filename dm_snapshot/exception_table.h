@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A snapshot's in-memory exception tables: which origin chunks have been
+ * copied (complete exceptions) and which are being copied (pending).
+ *
+ * Both are hash tables with striped spinlocks, so writers of different
+ * chunks rarely share a lock and no lock covers a whole table. Everything
+ * about one chunk is decided under ChunkLock(chunk), which takes the chunk's
+ * complete-table stripe, then its pending-table stripe (always in that
+ * order, and never two chunks at once).
+ *
+ * Complete exceptions are stored in runs: (old, new, extra) maps old+i to
+ * new+i for i <= extra. Sequential copies land in sequential COW chunks, so
+ * a run replaces up to 256 entries. A run never crosses a group of 256
+ * chunks (the complete table hashes chunk >> 8), which keeps every chunk of
+ * a run in the run's bucket. The pending table hashes every chunk apart.
+ */
+#pragma once
+
+#include <dmxx/atomic.h>
+#include <dmxx/lock.h>
+#include <dmxx/result.h>
+#include <dmxx/types.h>
+
+#include "format.h"
+
+namespace dmxx::snap {
+
+struct CompleteException {
+	CompleteException *next; /* bucket chain, ascending old_chunk */
+	chunk_t old_chunk;
+	chunk_t new_chunk;
+	u32 extra; /* chunks after old_chunk in this run */
+};
+
+/* The table's part of a pending exception (the snapshot embeds it). */
+struct PendingLink {
+	PendingLink *hash_next;
+	chunk_t old_chunk;
+};
+
+class ExceptionTables {
+public:
+	static constexpr unsigned group_shift = 8; /* chunks per complete-table group: 256 */
+	static constexpr unsigned max_stripes = 256;
+
+	ExceptionTables() = default;
+	~ExceptionTables(); /* frees every complete exception */
+	ExceptionTables(const ExceptionTables &) = delete;
+	ExceptionTables &operator=(const ExceptionTables &) = delete;
+
+	/* Sized for a COW device of @cow_chunks chunks, as the kernel sizes them. */
+	Result<void> init(u64 cow_chunks);
+	/* Exchange contents (snapshot handover); nobody may hold or take a lock of either meanwhile. */
+	void swap(ExceptionTables &other);
+
+	/* Holds everything about one chunk. */
+	class [[nodiscard]] ChunkLock {
+	public:
+		ChunkLock(ExceptionTables &t, chunk_t c)
+			: m_complete(t.complete_lock(c)), m_pending(t.pending_lock(c))
+		{
+			lock();
+		}
+		~ChunkLock()
+		{
+			if (m_held)
+				unlock();
+		}
+		ChunkLock(const ChunkLock &) = delete;
+		ChunkLock &operator=(const ChunkLock &) = delete;
+		void lock()
+		{
+			m_complete->lock();
+			m_pending->lock();
+			m_held = true;
+		}
+		void unlock()
+		{
+			m_pending->unlock();
+			m_complete->unlock();
+			m_held = false;
+		}
+
+	private:
+		SpinLock *m_complete;
+		SpinLock *m_pending;
+		bool m_held = false;
+	};
+
+	/* ---- under ChunkLock(chunk) ---- */
+
+	/* The COW chunk holding @chunk, or false if it was never copied. */
+	bool lookup_complete(chunk_t chunk, chunk_t *new_chunk) const;
+	/* Adds @e; frees it if it only extended a neighbouring run. -EEXIST if @chunk is there. */
+	Result<void> insert_complete(CompleteException *e);
+	/*
+	 * Forget one chunk (merge): shrinks its run from either end, or splits
+	 * it using *@spare (which is then consumed: set to nullptr). -ENOENT if
+	 * absent, -ENOMEM if a split is needed and there is no spare.
+	 */
+	Result<void> remove_complete(chunk_t chunk, CompleteException **spare);
+
+	PendingLink *lookup_pending(chunk_t chunk) const;
+	void insert_pending(PendingLink *p);
+	void remove_pending(PendingLink *p);
+
+	/* Chunks in the complete table (status and tests). */
+	u64 complete_chunks() const { return m_complete_chunks.load(Order::Relaxed); }
+
+private:
+	SpinLock *complete_lock(chunk_t c) { return &m_locks[complete_bucket(c) & (m_stripes - 1)]; }
+	SpinLock *pending_lock(chunk_t c)
+	{
+		return &m_locks[m_stripes + (pending_bucket(c) & (m_stripes - 1))];
+	}
+	u64 complete_bucket(chunk_t c) const { return (c >> group_shift) & m_complete_mask; }
+	u64 pending_bucket(chunk_t c) const { return c & m_pending_mask; }
+
+	CompleteException **m_complete = nullptr;
+	PendingLink **m_pending = nullptr;
+	u64 m_complete_mask = 0;
+	u64 m_pending_mask = 0;
+	SpinLock *m_locks = nullptr; /* [0, stripes): complete; [stripes, 2*stripes): pending */
+	unsigned m_stripes = 0;
+	Atomic<u64> m_complete_chunks{0};
+};
+
+using ChunkLock = ExceptionTables::ChunkLock;
+
+} // namespace dmxx::snap
