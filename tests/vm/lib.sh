@@ -214,3 +214,46 @@ write_range() {
 file_sum() {
 	md5sum "$1" | cut -d' ' -f1
 }
+
+# ------------------------------------------------------------------ kernel targets vs ours
+
+# use_impl kernel|ours KERNEL_MODULE OUR_MODULE: make exactly one implementation of a
+# target family loaded (they register the same target names), e.g.
+#   use_impl kernel dm_snapshot dmxx_snapshot
+use_impl() {
+	case $1 in
+	kernel) unload_module "$3" && load_module "$2" ;;
+	ours) unload_module "$2" && load_module "$3" ;;
+	*) echo "use_impl: kernel or ours, not '$1'" >&2; return 1 ;;
+	esac
+}
+
+# table_error TABLE_LINE: try `dmsetup create` and print the error the kernel logged
+# for it ("<target>: <ti->error>"), or "ACCEPTED" if the table loaded (the device is
+# removed again), or "NO-ERROR-LOGGED". Comparing this between the kernel's target and
+# ours checks that we reject the same lines with the same words.
+table_error() {
+	local mark name=dmxx_table_error
+	dmesg_mark
+	mark=$DMXX_LAST_MARK
+	if dm_create "$name" "$1" >/dev/null 2>&1; then
+		dm_remove "$name" >/dev/null 2>&1
+		echo ACCEPTED
+		return 0
+	fi
+	dm_exists "$name" && { dm_remove "$name" >/dev/null 2>&1; echo "LEFT-BEHIND"; return 0; }
+	dmesg_since "$mark" | grep 'device-mapper: table: ' | grep -v 'error adding target to table' |
+		head -n 1 | sed 's/.*device-mapper: table: [0-9]*:[0-9]*: //' | grep . || echo NO-ERROR-LOGGED
+}
+
+# majmin DEV: "major:minor", as tables print devices.
+majmin() {
+	printf '%d:%d' "0x$(stat -c %t "$1")" "0x$(stat -c %T "$1")"
+}
+
+# sum_range_strict DEV START_SECTOR NR_SECTORS: read that range with O_DIRECT; the exit
+# status is dd's (nonzero on an I/O error), unlike sum_range's.
+sum_range_strict() {
+	dd if="$1" of=/dev/null bs=4096 iflag=direct,skip_bytes,count_bytes \
+		skip=$(($2 * 512)) count=$(($3 * 512)) 2>/dev/null
+}
