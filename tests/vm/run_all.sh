@@ -4,7 +4,7 @@
 # tests/vm/run_all.sh: run every guest test in tests/vm/ through scripts/vm (one VM
 # boot each), print a summary, exit nonzero on any failure.
 #
-#   tests/vm/run_all.sh [scripts/vm options, e.g. --timeout 300]
+#   tests/vm/run_all.sh [scripts/vm options, e.g. --timeout 600; default 420 per boot]
 #
 # selftest_*.sh are the harness's own negative controls: they must make scripts/vm
 # FAIL (e.g. a fake kernel WARNING that the log scan has to catch). A selftest that
@@ -42,7 +42,7 @@ for t in "$HERE"/*.sh; do
 		t0=$SECONDS
 		set +e
 		# shellcheck disable=SC2086 # arg is one word or empty
-		"$VM" --quiet "$@" "$t" $arg
+		"$VM" --quiet --timeout 420 "$@" "$t" $arg
 		rc=$?
 		set -e
 		dt=$((SECONDS - t0))
