@@ -593,10 +593,16 @@ Result<void> BlockCache::flush(block_t skip)
 			dirty_remove_locked(e);
 			m_stats.writes++;
 		}
-		if (exclusive)
+		if (exclusive) {
 			e->io = false;
-		else
-			e->readers--;
+		} else if (--e->readers == 0) {
+			/*
+			 * The readers we joined unlocked while we wrote: their
+			 * unlock saw our hold and left the block counted as
+			 * locked, so the last hold out uncounts it.
+			 */
+			m_nr_locked--;
+		}
 		bool wake = changed_locked();
 		if (r.is_error()) {
 			m_lock.unlock();

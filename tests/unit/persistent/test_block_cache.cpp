@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 namespace dmxx::pdata::test {
@@ -293,6 +294,51 @@ TEST_F(CacheTest, FlushOfAReadLockedDirtyBlockWritesACopy)
 	BlockCache fresh(dev, 16);
 	ASSERT_OK(fresh.init());
 	EXPECT_OK(fresh.read_lock(3, &btree_node_validator()));
+}
+
+/* Runs @on_write (once) inside the first device write: a hook into flush's unlocked window. */
+class HookedDevice : public BlockDevice {
+public:
+	explicit HookedDevice(MemBlockDevice &inner) : m_inner(inner) {}
+	Result<block_t> nr_blocks() override { return m_inner.nr_blocks(); }
+	Result<void> read(block_t b, void *buf) override { return m_inner.read(b, buf); }
+	Result<void> write(block_t b, const void *buf) override
+	{
+		if (on_write) {
+			auto f = std::move(on_write);
+			on_write = nullptr;
+			f();
+		}
+		return m_inner.write(b, buf);
+	}
+	Result<void> flush() override { return m_inner.flush(); }
+	std::function<void()> on_write;
+
+private:
+	MemBlockDevice &m_inner;
+};
+
+/*
+ * Regression: flush joins the readers of a dirty block while it writes a copy;
+ * the reader unlocking during that write must still leave the block unlocked
+ * (the count once leaked, and destroying the cache then stopped everything).
+ */
+TEST_F(CacheTest, ReaderUnlockingDuringFlushLeavesNothingLocked)
+{
+	MemBlockDevice mem(64);
+	HookedDevice dev(mem);
+	BlockCache c(dev, 16);
+	ASSERT_OK(c.init());
+	{
+		WriteRef w = must(c.write_lock_zero(3, &btree_node_validator()));
+		Node(w.data()).format(NODE_LEAF, 8);
+	}
+	ReadRef r = must(c.read_lock(3, &btree_node_validator()));
+	EXPECT_EQ(c.nr_locked(), 1u);
+	dev.on_write = [&] { r.release(); };
+	ASSERT_OK(c.flush());
+	EXPECT_EQ(c.nr_locked(), 0u);
+	EXPECT_EQ(ConstNode(mem.block_data(3)).blocknr(), 3u);
 }
 
 TEST_F(CacheTest, WriteLockZeroGivesZeroesAndForgetDropsChanges)
