@@ -4,8 +4,8 @@
  *
  * Structure: ThinMetadata is the locked facade; Impl owns one open
  * transaction's machinery (cache, manager, space maps, btree descriptors,
- * in-core roots and device details). abort() and the failure paths throw
- * the whole Impl away and open a fresh one from the superblock, so no state
+ * in-core roots and device details). abort() and the failure paths discard
+ * the whole Impl and open a fresh one from the superblock, so no state
  * of a failed transaction can leak into the next one.
  *
  * Trees, all rooted in the superblock:
