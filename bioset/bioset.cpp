@@ -35,6 +35,7 @@ Result<void> BioSet::init(const char *name, unsigned pool_size, unsigned front_p
 	m_bio_off = m_header_off + unsigned(sizeof(Header));
 	usize size = m_bio_off + DMXX_BIO_STRUCT_SIZE + usize(inline_vecs) * DMXX_BVEC_SIZE;
 	TRY(m_pool.init(size, pool_size));
+	TRY(m_allocs.init());
 
 	m_rescue_work.set = this;
 	dmxx_work_init(&m_rescue_work.work, &BioSet::rescue_work_fn);
@@ -131,7 +132,7 @@ bio *BioSet::setup(void *element, BioEndFn done, void *priv)
 	h->done = done;
 	h->priv = priv;
 	h->element = element;
-	m_allocs.fetch_add(1, Order::Relaxed);
+	m_allocs.add(1);
 	return reinterpret_cast<bio *>(static_cast<u8 *>(element) + m_bio_off);
 }
 
@@ -181,7 +182,7 @@ unsigned BioSet::rescue_backlog() const
 
 BioSet::Stats BioSet::stats() const
 {
-	return {m_allocs.load(Order::Relaxed), m_rescues.load(Order::Relaxed),
+	return {m_allocs.sum(), m_rescues.load(Order::Relaxed),
 		m_rescued_bios.load(Order::Relaxed), m_pool.waits()};
 }
 

@@ -28,6 +28,7 @@
 #include <dmxx/atomic.h>
 #include <dmxx/bio.h>
 #include <dmxx/lock.h>
+#include <dmxx/percpu_counter.h>
 #include <dmxx/platform.h>
 #include <dmxx/result.h>
 
@@ -101,7 +102,7 @@ public:
 	}
 
 	struct Stats {
-		u64 allocs;
+		u64 allocs;       /* summed over CPUs: exact once the allocating threads are done */
 		u64 rescues;      /* times bios were punted to the rescuer */
 		u64 rescued_bios; /* bios the rescuer submitted */
 		u64 pool_waits;   /* times an allocation waited for a free */
@@ -146,7 +147,7 @@ private:
 	dmxx_workqueue *m_rescue_wq = nullptr;
 	dmxx_workqueue *m_rescue_target = nullptr; /* test override of m_rescue_wq */
 
-	Atomic<u64> m_allocs{0};
+	PercpuCounter m_allocs; /* every allocation: one line per CPU, not one for all */
 	Atomic<u64> m_rescues{0};
 	Atomic<u64> m_rescued_bios{0};
 };

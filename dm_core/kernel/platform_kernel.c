@@ -8,6 +8,7 @@
 #include <linux/blkdev.h>
 #include <linux/bio.h>
 #include <linux/completion.h>
+#include <linux/cpumask.h>
 #include <linux/delay.h>
 #include <linux/device-mapper.h>
 #include <linux/ktime.h>
@@ -15,6 +16,7 @@
 #include <linux/mutex.h>
 #include <linux/rwsem.h>
 #include <linux/sched.h>
+#include <linux/smp.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
@@ -163,6 +165,7 @@ void dmxx_rwsem_init(struct dmxx_rwsem *s) { init_rwsem(AS(struct rw_semaphore, 
 void dmxx_rwsem_destroy(struct dmxx_rwsem *s) { }
 void dmxx_down_read(struct dmxx_rwsem *s) { down_read(AS(struct rw_semaphore, s)); }
 void dmxx_up_read(struct dmxx_rwsem *s) { up_read(AS(struct rw_semaphore, s)); }
+int dmxx_down_read_trylock(struct dmxx_rwsem *s) { return down_read_trylock(AS(struct rw_semaphore, s)); }
 void dmxx_down_write(struct dmxx_rwsem *s) { down_write(AS(struct rw_semaphore, s)); }
 void dmxx_up_write(struct dmxx_rwsem *s) { up_write(AS(struct rw_semaphore, s)); }
 
@@ -258,6 +261,12 @@ void dmxx_flush_workqueue(struct dmxx_workqueue *wq)
 {
 	flush_workqueue((struct workqueue_struct *)wq);
 }
+
+/* ---- CPUs ---- */
+
+/* A hint only (see platform.h): callers run preemptible, so no smp_processor_id() check. */
+unsigned dmxx_this_cpu(void) { return raw_smp_processor_id(); }
+unsigned dmxx_nr_cpus(void) { return nr_cpu_ids; }
 
 /* ---- time ---- */
 

@@ -47,6 +47,7 @@ public:
 	RwSem &operator=(const RwSem &) = delete;
 	void lock_shared() { dmxx_down_read(&m_sem); }
 	void unlock_shared() { dmxx_up_read(&m_sem); }
+	bool try_lock_shared() { return dmxx_down_read_trylock(&m_sem) != 0; }
 	void lock() { dmxx_down_write(&m_sem); }
 	void unlock() { dmxx_up_write(&m_sem); }
 

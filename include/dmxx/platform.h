@@ -104,6 +104,8 @@ void dmxx_rwsem_init(struct dmxx_rwsem *s) DMXX_NOEXCEPT;
 void dmxx_rwsem_destroy(struct dmxx_rwsem *s) DMXX_NOEXCEPT;
 void dmxx_down_read(struct dmxx_rwsem *s) DMXX_NOEXCEPT;
 void dmxx_up_read(struct dmxx_rwsem *s) DMXX_NOEXCEPT;
+/* Nonzero if taken for read at once; never sleeps (completion paths use it). */
+int dmxx_down_read_trylock(struct dmxx_rwsem *s) DMXX_NOEXCEPT;
 void dmxx_down_write(struct dmxx_rwsem *s) DMXX_NOEXCEPT;
 void dmxx_up_write(struct dmxx_rwsem *s) DMXX_NOEXCEPT;
 
@@ -173,6 +175,19 @@ void dmxx_wq_destroy(struct dmxx_workqueue *wq) DMXX_NOEXCEPT; /* drains first *
 /* Returns nonzero if queued, 0 if it was already pending. */
 int dmxx_queue_work(struct dmxx_workqueue *wq, struct dmxx_work *w) DMXX_NOEXCEPT;
 void dmxx_flush_workqueue(struct dmxx_workqueue *wq) DMXX_NOEXCEPT;
+
+/* ---- CPUs --------------------------------------------------------------- */
+/*
+ * For spreading hot shared state (per-CPU counters, mempool shards) so that
+ * CPUs do not write the same cache line. dmxx_this_cpu() is a hint: the
+ * caller may be preempted or migrate right after reading it, so it selects
+ * a slot, never an owner; code must stay correct whatever it returns.
+ * It is below dmxx_nr_cpus(), which does not change while the module runs
+ * (userspace tests may change it between pools: use the value seen at init
+ * and take the hint modulo it).
+ */
+unsigned dmxx_this_cpu(void) DMXX_NOEXCEPT;
+unsigned dmxx_nr_cpus(void) DMXX_NOEXCEPT;
 
 /* ---- time --------------------------------------------------------------- */
 

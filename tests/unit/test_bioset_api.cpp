@@ -150,8 +150,8 @@ TEST_F(BioSetTest, InitFaultInjectionAtEveryPoint)
 		EXPECT_EQ(user::alloc_stats().live, live) << "leak after failure at point " << n;
 		ASSERT_LT(n, 100u);
 	}
-	/* elements array + 3 elements + the rescuer workqueue */
-	EXPECT_EQ(failures, 5u);
+	/* the reserve's shards + 3 elements + the per-CPU allocs counter + the rescuer workqueue */
+	EXPECT_EQ(failures, 6u);
 }
 
 /* Many threads, a tiny reserve, random split counts: everything completes and the pool refills. */
@@ -214,6 +214,64 @@ TEST_F(BioSetTest, StressTinyReserveRandomSplits)
 	EXPECT_EQ(set.reserve_level(), 2u);
 	EXPECT_EQ(set.stats().allocs, set.stats().allocs); /* read under TSan */
 	EXPECT_GT(set.stats().rescues, 0u);
+}
+
+
+/*
+ * allocs is a per-CPU counter now: after the threads are joined it is exact,
+ * whichever CPU each allocation counted on; and a bio freed on one CPU is
+ * allocated on another (the reserve's shards).
+ */
+TEST_F(BioSetTest, AllocsCountExactlyAcrossCpusAndReserveCrossesShards)
+{
+	user::CpuHintScope cpus;
+	user::set_nr_cpus_for_test(4);
+	auto disk = MemDisk::create("bs-api-4", 64);
+	BioSet set;
+	ASSERT_TRUE(set.init("bs-cpus", 4, 16, 0).is_ok());
+	set.set_reserve_only(true);
+
+	/* CPU 0 takes all four, CPUs 1..3 free them, CPU 2 takes all four again. */
+	std::vector<bio *> bios;
+	user::set_cpu_hint_for_test(0);
+	for (int i = 0; i < 4; i++)
+		bios.push_back(set.alloc(disk.get(), DMXX_REQ_OP_READ, 0, AllocMode::NoWait, noop_done, nullptr));
+	for (bio *b : bios)
+		ASSERT_NE(b, nullptr);
+	EXPECT_EQ(set.alloc(disk.get(), DMXX_REQ_OP_READ, 0, AllocMode::NoWait, noop_done, nullptr), nullptr);
+	for (size_t i = 0; i < bios.size(); i++) {
+		user::set_cpu_hint_for_test(int(1 + i % 3));
+		BioSet::free(bios[i]);
+	}
+	bios.clear();
+	user::set_cpu_hint_for_test(2);
+	for (int i = 0; i < 4; i++) {
+		bio *b = set.alloc(disk.get(), DMXX_REQ_OP_READ, 0, AllocMode::NoWait, noop_done, nullptr);
+		ASSERT_NE(b, nullptr) << "allocation " << i;
+		bios.push_back(b);
+	}
+	for (bio *b : bios)
+		BioSet::free(b);
+	EXPECT_EQ(set.stats().allocs, 8u);
+
+	/* Threads on changing CPUs, sleeping allocations on a reserve of 4. */
+	constexpr int threads = 6, per = 3000;
+	std::vector<std::thread> ts;
+	for (int t = 0; t < threads; t++)
+		ts.emplace_back([&, t] {
+			for (int i = 0; i < per; i++) {
+				user::set_cpu_hint_for_test((t + i) % 4);
+				bio *b = set.alloc(disk.get(), DMXX_REQ_OP_READ, 0, AllocMode::NoIO, noop_done, nullptr);
+				ASSERT_NE(b, nullptr);
+				user::set_cpu_hint_for_test((t + 2 * i + 1) % 4);
+				BioSet::free(b);
+			}
+			user::set_cpu_hint_for_test(-1);
+		});
+	for (auto &t : ts)
+		t.join();
+	EXPECT_EQ(set.stats().allocs, 8u + threads * per);
+	EXPECT_EQ(set.reserve_level(), 4u);
 }
 
 } // namespace

@@ -93,4 +93,31 @@ public:
 /* Spinlocks held by the calling thread (for tests). */
 int spinlock_depth();
 
+/* ---- CPU hints ------------------------------------------------------------ */
+/*
+ * dmxx_this_cpu() for the calling thread only: @cpu (taken modulo
+ * dmxx_nr_cpus()), or the real hint again if @cpu < 0. Lets a test put a
+ * free on one "CPU" and the next allocation on another, deterministically.
+ */
+void set_cpu_hint_for_test(int cpu);
+/*
+ * What dmxx_nr_cpus() returns from now on (0: the host's count again), so a
+ * test on a 2-CPU host can build pools with 8 shards. Objects sized by it
+ * keep the value they saw at init.
+ */
+void set_nr_cpus_for_test(unsigned n);
+
+/* Restores both for the calling thread on destruction. */
+class CpuHintScope {
+public:
+	CpuHintScope() = default;
+	~CpuHintScope()
+	{
+		set_cpu_hint_for_test(-1);
+		set_nr_cpus_for_test(0);
+	}
+	CpuHintScope(const CpuHintScope &) = delete;
+	CpuHintScope &operator=(const CpuHintScope &) = delete;
+};
+
 } // namespace dmxx::user
