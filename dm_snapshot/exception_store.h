@@ -14,7 +14,8 @@
  *    order of allocation is the order of the sequence numbers the snapshot
  *    assigns under the same lock.
  *  - commit_exception() records a finished copy and later calls req->done
- *    in process context, once the record is durable. The snapshot calls it
+ *    in process context, once the record is durable; possibly before it
+ *    returns (the caller's thread may do the commit I/O: process context). The snapshot calls it
  *    in allocation order (it reorders copy completions first), so after a
  *    crash the committed exceptions are a prefix of the allocated chunks and
  *    no COW space leaks.
@@ -39,6 +40,12 @@ struct CommitRequest {
 	chunk_t old_chunk;
 	chunk_t new_chunk;
 	bool copied; /* the copy succeeded; false makes the store invalid */
+	/*
+	 * No other copy of this snapshot is in flight: nothing would join a
+	 * group commit, so the store may commit on the caller's thread rather
+	 * than hand over to its worker (a hop that costs latency at depth 1).
+	 */
+	bool alone;
 	void *owner; /* the requester's object, for done() */
 	/* @success: the exception is durable and the store still valid. Process context. */
 	void (*done)(CommitRequest *req, bool success);

@@ -110,6 +110,10 @@ void OriginEntry::retry_bios(dmxx_bio_list &list)
 {
 	if (!list.head)
 		return;
+	u64 n = 0;
+	for (bio *b = list.head; b; b = pf::bio_next(b))
+		n++;
+	g_registry->retried_by_worker.fetch_add(n, Order::Relaxed);
 	{
 		Guard g(retry_lock);
 		bio_list_merge(retry, list);
@@ -121,6 +125,11 @@ PendingException *alloc_pending()
 {
 	/* NoIO: sleeps for a free element if the allocator and the reserve are dry. */
 	return static_cast<PendingException *>(g_registry->pending_pool.alloc(AllocMode::NoIO));
+}
+
+PendingException *alloc_pending_nowait()
+{
+	return static_cast<PendingException *>(g_registry->pending_pool.alloc(AllocMode::NoWait));
 }
 
 void free_pending_memory(PendingException *pe) { g_registry->pending_pool.free(pe); }

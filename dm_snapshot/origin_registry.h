@@ -40,9 +40,10 @@ struct OriginEntry {
 
 	/*
 	 * Origin bios released by a finished copy are walked again (other
-	 * snapshots may still need copies) on the retry worker, never on the
-	 * thread that finished the copy: a walk may sleep for a pending
-	 * exception, and that thread is one of those that free them.
+	 * snapshots may still need copies). The thread that finished the copy
+	 * does it only if it can without sleeping (WalkMode::Inline): it is one
+	 * of those that free pending exceptions and end a writer's hold on the
+	 * rwsem. Otherwise the bio goes to the retry worker, which may sleep.
 	 */
 	SpinLock retry_lock;
 	dmxx_bio_list retry = {};
@@ -65,6 +66,10 @@ public:
 	OriginEntry *buckets[nr_buckets] = {};
 	dmxx_workqueue *retry_wq = nullptr;
 	Mempool pending_pool; /* every snapshot's pending exceptions */
+
+	/* Released origin bios walked again by the completing thread / by the retry worker. */
+	Atomic<u64> retried_inline{0};
+	Atomic<u64> retried_by_worker{0};
 
 	/* Bumped whenever any pending exception finishes (the merge waits on it). */
 	Atomic<u64> pending_done{0};

@@ -14,8 +14,10 @@
  * Why this cannot deadlock (seed 001): a sleeping writer holds no lock, so
  * a constructor waiting for the rwsem in write mode gets it; a pending
  * exception completes and is freed (copy engine worker, store worker)
- * without taking the rwsem; origin bios it releases are walked again on
- * the retry worker, whose sleeps (pool only) are ended by those workers.
+ * without waiting for the rwsem; origin bios it releases are walked again
+ * right there only if that needs no sleep at all (rwsem trylock, pool
+ * without waiting: WalkMode::Inline), else on the retry worker, whose
+ * sleeps (pool only) are ended by those workers.
  */
 #include <dmxx/bio_list.h>
 
@@ -31,7 +33,7 @@ struct WalkState {
 	Snapshot *granted = nullptr;       /* a throttle slot we hold there (and a reference) */
 };
 
-enum class Pass : u8 { Done, NeedPending, NeedSlot, Again };
+enum class Pass : u8 { Done, NeedPending, NeedSlot, Again, WouldBlock };
 
 struct PassResult {
 	Pass pass;
@@ -110,6 +112,13 @@ PassResult walk_pass(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, 
 					invalidating = s;
 				break;
 			}
+			/*
+			 * Without sleeping first (spinlocks held): with N snapshots
+			 * a write needing N copies would otherwise take N + 1
+			 * passes. Only a dry pool makes the walk drop everything.
+			 */
+			if (!ws.spare)
+				ws.spare = alloc_pending_nowait();
 			if (!ws.spare)
 				return {Pass::NeedPending};
 			if (!take_slot(s, mode, ws)) {
@@ -192,7 +201,17 @@ PassResult walk(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, WalkM
 	for (;;) {
 		if (mode == WalkMode::Map)
 			wait_like_2019(o);
-		{
+		if (mode == WalkMode::Inline) {
+			/* A writer waits or holds it: not here, the retry worker may sleep. */
+			if (!o->lock.try_lock_shared()) {
+				r = {Pass::WouldBlock};
+				break;
+			}
+			do
+				r = walk_pass(o, b, sector, sectors, mode, ws);
+			while (r.pass == Pass::Again);
+			o->lock.unlock_shared();
+		} else {
 			SharedGuard g(o->lock);
 			do
 				r = walk_pass(o, b, sector, sectors, mode, ws);
@@ -201,7 +220,12 @@ PassResult walk(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, WalkM
 		if (r.pass == Pass::Done)
 			break;
 		if (r.pass == Pass::NeedPending) {
-			ws.spare = alloc_pending(); /* may sleep: nothing is locked */
+			/* Nothing is locked: Map and Retry may sleep for the pool, Inline may not. */
+			ws.spare = mode == WalkMode::Inline ? alloc_pending_nowait() : alloc_pending();
+			if (!ws.spare) {
+				r = {Pass::WouldBlock};
+				break;
+			}
 			continue;
 		}
 		/* NeedSlot: never sleep on one snapshot holding another's slot. */
@@ -230,6 +254,14 @@ MapResult origin_write(OriginEntry *o, bio *b, WalkMode mode)
 {
 	PassResult r = walk(o, b, bio_sector(b), bio_sectors(b) ? bio_sectors(b) : 1, mode);
 	return r.queued ? MapResult::Submitted : MapResult::Remapped;
+}
+
+RetryResult origin_write_inline(OriginEntry *o, bio *b)
+{
+	PassResult r = walk(o, b, bio_sector(b), bio_sectors(b) ? bio_sectors(b) : 1, WalkMode::Inline);
+	if (r.pass == Pass::WouldBlock)
+		return RetryResult::WouldBlock; /* copies it started stay pending: no harm */
+	return r.queued ? RetryResult::Queued : RetryResult::Remapped;
 }
 
 bool origin_write_extent(OriginEntry *o, sector_t sector, sector_t sectors)

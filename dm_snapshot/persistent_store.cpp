@@ -35,6 +35,7 @@ Result<PersistentStore *> PersistentStore::create(block_device *origin, block_de
 	}
 	ps->m_work.store = ps;
 	dmxx_work_init(&ps->m_work.work, &PersistentStore::work_fn);
+	/* Used under load only (see commit_exception): unbound, it runs beside the engine. */
 	ps->m_wq = dmxx_wq_create("dmxx_ksnaphd", DMXX_WQ_ORDERED | DMXX_WQ_MEM_RECLAIM);
 	if (!ps->m_wq) {
 		delete ps;
@@ -188,6 +189,7 @@ Result<chunk_t> PersistentStore::prepare_exception()
 void PersistentStore::commit_exception(CommitRequest *req)
 {
 	req->next = nullptr;
+	bool now;
 	{
 		Guard g(m_queue_lock);
 		if (m_queue_tail)
@@ -195,8 +197,16 @@ void PersistentStore::commit_exception(CommitRequest *req)
 		else
 			m_queue_head = req;
 		m_queue_tail = req;
+		now = req->alone && !m_committing && m_queue_head == req;
+		if (now) {
+			m_committing = true;
+			m_on_worker = false;
+		}
 	}
-	dmxx_queue_work(m_wq, &m_work.work);
+	if (now)
+		commit_queued();
+	else
+		dmxx_queue_work(m_wq, &m_work.work);
 }
 
 void PersistentStore::drop_snapshot(DropDoneFn done, void *ctx)
@@ -216,6 +226,18 @@ void PersistentStore::work_fn(dmxx_work *w) { reinterpret_cast<Work *>(w)->store
 
 void PersistentStore::run()
 {
+	{
+		Guard g(m_queue_lock);
+		if (m_committing)
+			return; /* the committer takes what was queued before it lets go */
+		m_committing = true;
+		m_on_worker = true;
+	}
+	commit_queued();
+}
+
+void PersistentStore::commit_queued()
+{
 	for (;;) {
 		CommitRequest *batch;
 		DropDoneFn drop = nullptr;
@@ -229,9 +251,13 @@ void PersistentStore::run()
 				drop_ctx = m_drop_ctx;
 				m_drop_pending = false;
 			}
+			if (!batch && !drop)
+				m_committing = false;
 		}
-		if (!batch && !drop)
+		if (!batch && !drop) {
+			m_idle.wake_all();
 			return;
+		}
 		if (drop) {
 			/* Invalid for good: later commits are refused, and the header says so. */
 			m_valid = false;
@@ -276,6 +302,7 @@ void PersistentStore::flush_area(CommitRequest *waiting, bool full)
 	if (full && m_valid &&
 	    chunk_io(m_zero, m_layout.area_location(area + 1), DMXX_REQ_OP_WRITE).is_error())
 		m_valid = false;
+	(m_on_worker ? m_worker_commits : m_inline_commits).fetch_add(1, Order::Relaxed);
 	/* PREFLUSH: the copies these entries describe are on stable storage before them. */
 	u32 opf = DMXX_REQ_OP_WRITE | DMXX_REQ_PREFLUSH | DMXX_REQ_FUA | DMXX_REQ_SYNC;
 	if (m_unsafe)
@@ -349,6 +376,19 @@ void PersistentStore::emit_table(StatusWriter &out) const
 	out.emit(" %s %u", m_overflow ? "PO" : "P", chunk_size());
 }
 
-void PersistentStore::flush() { dmxx_flush_workqueue(m_wq); }
+void PersistentStore::flush()
+{
+	dmxx_flush_workqueue(m_wq);
+	/*
+	 * A commit on a caller's thread is not the worker's: wait for it too.
+	 * (It may still be on its way out, about to wake m_idle: the store is
+	 * freed only after the copy engine, the one caller that commits
+	 * inline, has drained -- see ~Snapshot.)
+	 */
+	m_idle.wait([this] {
+		Guard g(m_queue_lock);
+		return !m_committing && !m_queue_head && !m_drop_pending;
+	});
+}
 
 } // namespace dmxx::snap

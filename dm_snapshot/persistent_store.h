@@ -5,11 +5,15 @@
  * after the metadata area recording it was written with REQ_PREFLUSH (so
  * the copied data reached stable storage first) and REQ_FUA.
  *
- * Commits are group commits on the store's own ordered worker: everything
- * that arrived while the previous area write was in flight goes out in the
- * next one. (The kernel waits until no copy is in flight or the area is
- * full; we write as soon as the device is free, which batches as well under
- * load and does not hold early copies back behind late ones.)
+ * Commits are group commits on the store's own worker: everything that
+ * arrived while the previous area write was in flight goes out in the next
+ * one. (The kernel waits until no copy is in flight or the area is full; we
+ * write as soon as the device is free, which batches as well under load and
+ * does not hold early copies back behind late ones.) A request marked
+ * `alone` that finds the store idle is committed on the caller's thread
+ * instead, as the kernel always does: at depth 1 the hop to a worker is a
+ * large part of an origin write's latency. One committer at a time either
+ * way (m_committing); it drains what others queued before it lets go.
  *
  * When an area fills, the next one is zeroed on disk before the full area is
  * written, so a crash can never leave stale bytes looking like exceptions
@@ -20,6 +24,7 @@
 
 #include <dmxx/atomic.h>
 #include <dmxx/platform.h>
+#include <dmxx/wait.h>
 
 #include "bioset.h"
 #include "exception_store.h"
@@ -52,6 +57,9 @@ public:
 
 	/* For tests: where area @n lives, and the layout in use. */
 	const AreaLayout &layout() const { return m_layout; }
+	/* For tests: area writes done on a caller's thread / on the worker. */
+	u64 inline_commits() const { return m_inline_commits.load(Order::Relaxed); }
+	u64 worker_commits() const { return m_worker_commits.load(Order::Relaxed); }
 
 private:
 	PersistentStore(block_device *origin, block_device *cow, bool overflow);
@@ -61,6 +69,7 @@ private:
 	Result<void> chunk_io(void *buf, chunk_t chunk, u32 opf);
 	Result<void> write_header(bool valid);
 	Result<void> read_exceptions(AddFn add, void *ctx);
+	void commit_queued(); /* with m_committing taken */
 	void commit_batch(CommitRequest *batch);
 	void flush_area(CommitRequest *waiting, bool full);
 
@@ -95,6 +104,11 @@ private:
 	DropDoneFn m_drop_fn = nullptr;
 	void *m_drop_ctx = nullptr;
 	bool m_drop_pending = false;
+	bool m_committing = false; /* a thread is in commit_queued() */
+	bool m_on_worker = false;  /* that thread is the worker (stats only) */
+	Atomic<u64> m_inline_commits{0};
+	Atomic<u64> m_worker_commits{0};
+	WaitQueue m_idle;          /* m_committing went false */
 };
 
 } // namespace dmxx::snap

@@ -129,6 +129,7 @@ Result<void> Snapshot::setup(TableArgs &args)
 	eo.slots = 32;
 	if (m_engine.init("dmxx_kcopyd", eo).is_error())
 		return args.fail("Could not create kcopyd client", ENOMEM);
+	m_engine.set_load_counter(&m_pending); /* writes waiting on copies or commits */
 	m_engine_ready = true;
 	if (m_sync_bios.init("dmxx_snap_sync", 2, 0, 0).is_error())
 		return args.fail("Could not create kcopyd client", ENOMEM);
@@ -531,6 +532,7 @@ void Snapshot::copy_finished(PendingException *pe, int error)
 		next->commit.old_chunk = next->old_chunk;
 		next->commit.new_chunk = next->new_chunk;
 		next->commit.copied = next->copy_error == 0;
+		next->commit.alone = m_pending.load(Order::Relaxed) == 1;
 		next->commit.done = &Snapshot::commit_done;
 		next->commit.owner = next;
 		m_store->commit_exception(&next->commit);
@@ -601,9 +603,35 @@ void Snapshot::pending_complete(PendingException *pe, bool success)
 				dmxx_submit_bio(b);
 		m_throttle.release();
 	} else {
-		m_entry->retry_bios(origin_bios);
+		retry_origin_bios(origin_bios);
 	}
 	free_pending(pe);
+}
+
+/*
+ * Origin writes that waited for this exception: walk each again here, as
+ * the kernel does in its copy callback, saving a hop through the retry
+ * worker (at queue depth 1 that hop is a good part of the write's latency).
+ * Whatever would have to sleep goes to the retry worker after all.
+ */
+void Snapshot::retry_origin_bios(dmxx_bio_list &bios)
+{
+	dmxx_bio_list later = {};
+	while (bio *b = bio_list_pop(bios)) {
+		switch (origin_write_inline(m_entry, b)) {
+		case RetryResult::Remapped:
+			g_registry->retried_inline.fetch_add(1, Order::Relaxed);
+			dmxx_submit_bio(b);
+			break;
+		case RetryResult::Queued:
+			g_registry->retried_inline.fetch_add(1, Order::Relaxed);
+			break;
+		case RetryResult::WouldBlock:
+			bio_list_add(later, b);
+			break;
+		}
+	}
+	m_entry->retry_bios(later);
 }
 
 void Snapshot::free_pending(PendingException *pe)

@@ -72,6 +72,7 @@ struct SnapPerBio {
 enum class WalkMode : u8 {
 	Map,    /* a target's map: may sleep for the throttle, with no lock held */
 	Retry,  /* an admitted bio walking again: never waits for the throttle */
+	Inline, /* Retry from a completion path: never waits for the rwsem or the pool */
 	Extent, /* the merge making other snapshots copy a range: no bio */
 };
 
@@ -121,6 +122,7 @@ public:
 	u64 pending_count() const { return m_pending.load(Order::Relaxed); }
 	u64 complete_chunks() const { return m_tables.complete_chunks(); }
 	CopyEngine &engine() { return m_engine; }
+	ExceptionStore *store() { return m_store; }
 
 protected:
 	Snapshot(dm_target *ti, bool merge);
@@ -146,6 +148,7 @@ private:
 	void copy_finished(PendingException *pe, int error);
 	static void commit_done(CommitRequest *req, bool success);
 	void pending_complete(PendingException *pe, bool success);
+	void retry_origin_bios(dmxx_bio_list &bios);
 	static void invalidation_durable(void *ctx);
 	void free_pending(PendingException *pe);
 
@@ -225,6 +228,13 @@ private:
  * pending exception (or an invalidation) and will be resubmitted.
  */
 MapResult origin_write(OriginEntry *o, bio *b, WalkMode mode);
+/*
+ * A bio released by a finished exception, walked again in the completion
+ * path itself (no hop to the retry worker). WouldBlock: it needed a sleep
+ * (the rwsem, the pending pool); hand it to the retry worker.
+ */
+enum class RetryResult : u8 { Remapped, Queued, WouldBlock };
+RetryResult origin_write_inline(OriginEntry *o, bio *b);
 /* The merge's variant: start copies of [sector, sector + sectors) everywhere; true if any is in flight. */
 bool origin_write_extent(OriginEntry *o, sector_t sector, sector_t sectors);
 /* Resubmit-or-wait for a bio released by a pending exception (retry worker). */
@@ -232,6 +242,7 @@ void origin_retry_work(dmxx_work *w);
 
 /* The pending-exception pool. */
 PendingException *alloc_pending();
+PendingException *alloc_pending_nowait(); /* nullptr rather than sleep */
 void free_pending_memory(PendingException *pe);
 
 /* Negative-control switch for tests: the throttle mode snapshots are built with. */

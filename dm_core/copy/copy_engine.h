@@ -19,8 +19,9 @@
  *    read bio is allocated and submitted, and its write bio is allocated
  *    only after the read completed and was freed. So the engine never waits
  *    for a second bio of its set while holding one (bioset.h's rule).
- *  - Everything but the bio completions runs on the engine's ordered
- *    workqueue: dispatching pieces, turning finished reads into writes, and
+ *  - Everything but the bio completions runs in the engine's one work item
+ *    (never two runs at once; on the submitter's CPU with one job, wherever
+ *    there is room with several, see kick()): dispatching pieces, turning finished reads into writes, and
  *    the callbacks. Completions (possibly interrupt context) only record the
  *    result on an IRQ-safe list and kick the worker. No lock is held while
  *    allocating, submitting or calling back.
@@ -107,6 +108,12 @@ public:
 	 */
 	void complete_external(CopyJob *job, int error, CopyDoneFn done, void *ctx);
 
+	/*
+	 * The owner's count of work in flight (a snapshot's pending exceptions),
+	 * read by kick() to tell light load from heavy. Optional; set before use.
+	 */
+	void set_load_counter(const Atomic<u64> *load) { m_load = load; }
+
 	/* Sleep until every job accepted so far has been called back. Process context. */
 	void drain();
 
@@ -141,6 +148,7 @@ private:
 	void enqueue(CopyJob *job);
 	void kick();
 	static void work_fn(dmxx_work *w);
+	void run_exclusive();
 	void run();
 	bool dispatch_one();
 	void issue(Slot *s);
@@ -162,8 +170,13 @@ private:
 	u32 m_slot_sectors = 0;
 
 	BioSet m_bios;
-	dmxx_workqueue *m_wq = nullptr;
+	dmxx_workqueue *m_wq = nullptr;        /* per-CPU: one job, run on the submitter's CPU */
+	dmxx_workqueue *m_wq_spread = nullptr; /* unbound: several jobs, run beside the submitter */
 	Work m_work;
+	Work m_work_spread;
+	static constexpr u8 run_idle = 0, run_running = 1, run_again = 2;
+	Atomic<u8> m_run_state{run_idle};
+	const Atomic<u64> *m_load = nullptr;
 
 	Atomic<unsigned> m_jobs{0}; /* accepted and not yet called back */
 	WaitQueue m_idle;

@@ -14,8 +14,11 @@
 
 #include <dmxx/params.h>
 #include <dmxx/user/dm.h>
+#include <dmxx/user/watch.h>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -124,6 +127,37 @@ private:
 	bool m_closed = false;
 	std::deque<bio *> m_held;
 };
+
+/* The Snapshot behind a snapshot/snapshot-merge device's (only) target. */
+inline snap::Snapshot *snapshot_of(user::DmDevice *md)
+{
+	return static_cast<snap::Snapshot *>(md->target(0)->priv);
+}
+
+/*
+ * Wait (bounded) for a condition no platform event announces, such as a
+ * thread having gone to sleep. 1 ms polls: a test's sequencing, not its timing.
+ */
+inline bool eventually(const std::function<bool()> &pred,
+		       std::chrono::milliseconds limit = std::chrono::milliseconds(10000))
+{
+	auto end = std::chrono::steady_clock::now() + limit;
+	while (!pred()) {
+		if (std::chrono::steady_clock::now() > end)
+			return false;
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	}
+	return true;
+}
+
+/* Thread @name (user::set_thread_name) is blocked in @what ("down_write", ...). */
+inline bool thread_blocked_in(const std::string &name, const std::string &what)
+{
+	for (const auto &t : user::thread_reports())
+		if (t.name == name && t.blocked && t.state.find(what) != std::string::npos)
+			return true;
+	return false;
+}
 
 class SnapTest : public DmxxTest {
 protected:

@@ -13,17 +13,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool eventually(const std::function<bool()> &pred, std::chrono::milliseconds limit = 10000ms)
-{
-	auto end = std::chrono::steady_clock::now() + limit;
-	while (!pred()) {
-		if (std::chrono::steady_clock::now() > end)
-			return false;
-		std::this_thread::sleep_for(1ms);
-	}
-	return true;
-}
-
 bool blocked(const std::string &name)
 {
 	for (const auto &t : user::thread_reports())

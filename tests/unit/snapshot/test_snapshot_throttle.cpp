@@ -24,26 +24,6 @@ using snap::ThrottleMode;
 namespace {
 
 /* Wait for a condition that no platform event announces (a thread going to sleep). */
-bool eventually(const std::function<bool()> &pred, std::chrono::milliseconds limit = 5000ms)
-{
-	auto end = std::chrono::steady_clock::now() + limit;
-	while (!pred()) {
-		if (std::chrono::steady_clock::now() > end)
-			return false;
-		std::this_thread::sleep_for(1ms);
-	}
-	return true;
-}
-
-bool thread_blocked_in(const std::string &name, const std::string &what)
-{
-	for (const auto &t : user::thread_reports())
-		if (t.name == name && t.blocked && t.state.find(what) != std::string::npos)
-			return true;
-	return false;
-}
-
-snap::Snapshot *snapshot_of(user::DmDevice *md) { return static_cast<snap::Snapshot *>(md->target(0)->priv); }
 
 class SnapThrottle : public SnapTest {};
 
