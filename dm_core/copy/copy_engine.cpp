@@ -75,6 +75,16 @@ CopyEngine::~CopyEngine()
  */
 void CopyEngine::kick()
 {
+	/*
+	 * A run in progress (this may be it: brd completes bios inside
+	 * submit) only has to go round once more; queueing the other item
+	 * would wake a worker just to be told so.
+	 */
+	u8 st = m_run_state.load(Order::Acquire);
+	while (st != run_idle) {
+		if (st == run_again || m_run_state.compare_exchange(st, run_again, Order::AcqRel))
+			return;
+	}
 	const Atomic<u64> *load = m_load;
 	if (m_jobs.load(Order::Relaxed) > 1 || (load && load->load(Order::Relaxed) > 1))
 		dmxx_queue_work(m_wq_spread, &m_work_spread.work);
