@@ -54,42 +54,34 @@ set_clone_params() {
 	echo "$1" >$p/bioset_reserve && echo "$2" >$p/bioset_force_reserve && echo "$3" >$p/bioset_rescuer
 }
 
+# clone_variant_setup VARIANT NAME "KERNEL PARAMS" "OURS PARAMS": a dmxx-clone device
+# over $RAM built with the variant's set_clone_params (pool force rescuer), which go
+# back to the defaults afterwards; raw is $RAM itself.
+clone_variant_setup() {
+	case $1 in
+	raw) echo $RAM; return 0 ;;
+	kernel) set_clone_params $3 ;;
+	ours) set_clone_params $4 ;;
+	esac
+	dm_create "$2" "0 $(sectors $RAM) dmxx-clone $RAM 0" >&2 || return 1
+	set_clone_params 16 0 1
+	echo "/dev/mapper/$2"
+}
+
 # ---- case: rescuer (dmxx-clone with its bio set's rescuer disarmed vs armed)
 # Both variants are dmxx-clone; "kernel" = bioset_rescuer=0 (RescuePolicy::None), "ours" =
 # the default, armed rescuer. ours/kernel = what arming the rescuer costs on the fast path.
 CASE_rescuer_TARGETS="dmxx-clone:norescuer dmxx-clone:rescuer"
-case_rescuer_setup() {
-	case $1 in
-	raw) echo $RAM; return 0 ;;
-	kernel) set_clone_params 16 0 0 ;;
-	ours) set_clone_params 16 0 1 ;;
-	esac
-	dm_create bench_resc "0 $(sectors $RAM) dmxx-clone $RAM 0" >&2 || return 1
-	set_clone_params 16 0 1
-	echo /dev/mapper/bench_resc
-}
-case_rescuer_teardown() {
-	[ "$1" = raw ] || dm_remove bench_resc
-}
+case_rescuer_setup() { clone_variant_setup "$1" bench_resc "16 0 0" "16 0 1"; }
+case_rescuer_teardown() { [ "$1" = raw ] || dm_remove bench_resc; }
 
 # ---- case: reserve (dmxx-clone allocating from the slab vs only from its mempool reserve)
 # "kernel" = the default (allocator first, reserve when it fails), "ours" =
 # bioset_force_reserve=1 with a 256-bio reserve: every clone comes from the reserve.
 # ours/kernel = reserve path / slab path.
 CASE_reserve_TARGETS="dmxx-clone:slab dmxx-clone:reserve"
-case_reserve_setup() {
-	case $1 in
-	raw) echo $RAM; return 0 ;;
-	kernel) set_clone_params 256 0 1 ;;
-	ours) set_clone_params 256 1 1 ;;
-	esac
-	dm_create bench_resv "0 $(sectors $RAM) dmxx-clone $RAM 0" >&2 || return 1
-	set_clone_params 16 0 1
-	echo /dev/mapper/bench_resv
-}
-case_reserve_teardown() {
-	[ "$1" = raw ] || dm_remove bench_resv
-}
+case_reserve_setup() { clone_variant_setup "$1" bench_resv "256 0 1" "256 1 1"; }
+case_reserve_teardown() { [ "$1" = raw ] || dm_remove bench_resv; }
 
 # ---- cases: snap_c<CHUNK>_n<N> (kernel dm-snapshot vs dmxx_snapshot, same names)
 # An origin of SNAP_MB on ram0 with N persistent snapshots (chunk CHUNK sectors) on
