@@ -18,6 +18,9 @@ Result<void> CopyEngine::init(const char *name, const Options &opts)
 	m_slots = static_cast<Slot *>(dmxx_zalloc(sizeof(Slot) * m_nr_slots, DMXX_ALLOC_SLEEP));
 	if (!m_slots)
 		return err(ENOMEM);
+	m_fan = static_cast<FanWrite *>(dmxx_zalloc(sizeof(FanWrite) * max_fanout * m_nr_slots, DMXX_ALLOC_SLEEP));
+	if (!m_fan)
+		return err(ENOMEM);
 	m_buffers = static_cast<u8 *>(dmxx_kvalloc(slot_bytes * m_nr_slots, DMXX_ALLOC_SLEEP));
 	if (!m_buffers)
 		return err(ENOMEM);
@@ -28,6 +31,7 @@ Result<void> CopyEngine::init(const char *name, const Options &opts)
 		Slot *s = &m_slots[i];
 		s->engine = this;
 		s->buf = m_buffers + slot_bytes * i;
+		s->fan = m_fan + max_fanout * i;
 		s->next = m_free;
 		m_free = s;
 	}
@@ -59,6 +63,7 @@ CopyEngine::~CopyEngine()
 		dmxx_wq_destroy(m_wq_spread);
 	dmxx_kvfree(m_zero_buf);
 	dmxx_kvfree(m_buffers);
+	dmxx_free(m_fan);
 	dmxx_free(m_slots);
 }
 
@@ -100,6 +105,7 @@ void CopyEngine::enqueue(CopyJob *job)
 	job->m_queued = true;
 	job->m_read_failed = false;
 	job->m_write_failed = false;
+	job->m_stopped = false;
 	job->m_external_error = 0;
 	m_jobs.fetch_add(1, Order::Relaxed);
 	{
@@ -114,14 +120,37 @@ void CopyEngine::enqueue(CopyJob *job)
 }
 
 void CopyEngine::copy(CopyJob *job, const CopyRegion &src, const CopyRegion &dst, CopyDoneFn done,
-		      void *ctx)
+		      void *ctx, CopyJob *also)
 {
 	job->m_src = src;
 	job->m_dst = {dst.bdev, dst.sector, src.count};
 	job->m_zero = false;
 	job->m_done = done;
 	job->m_ctx = ctx;
+	job->m_also = also;
+	unsigned n = 1;
+	for (CopyJob *d = also; d; d = d->m_also, n++)
+		d->m_dst.count = src.count;
+	if (n > max_fanout)
+		dmxx_fatal("copy engine: more destinations than max_fanout");
 	enqueue(job);
+}
+
+CopyJob *CopyEngine::attach(CopyJob *job, const CopyRegion &dst, CopyDoneFn done, void *ctx,
+			    CopyJob *next)
+{
+	job->m_dst = dst;
+	job->m_zero = false;
+	job->m_done = done;
+	job->m_ctx = ctx;
+	job->m_home = this;
+	job->m_also = next;
+	job->m_read_failed = false;
+	job->m_write_failed = false;
+	job->m_queued = false;
+	job->m_outstanding = 0;
+	m_jobs.fetch_add(1, Order::Relaxed); /* accepted here: drain() waits for its callback */
+	return job;
 }
 
 void CopyEngine::zero(CopyJob *job, const CopyRegion &dst, CopyDoneFn done, void *ctx)
@@ -131,6 +160,7 @@ void CopyEngine::zero(CopyJob *job, const CopyRegion &dst, CopyDoneFn done, void
 	job->m_zero = true;
 	job->m_done = done;
 	job->m_ctx = ctx;
+	job->m_also = nullptr;
 	enqueue(job);
 }
 
@@ -143,7 +173,14 @@ void CopyEngine::complete_external(CopyJob *job, int error, CopyDoneFn done, voi
 	job->m_write_failed = false;
 	job->m_queued = false;
 	job->m_outstanding = 0;
+	job->m_also = nullptr;
 	m_jobs.fetch_add(1, Order::Relaxed);
+	push_external(job);
+}
+
+/* Queue @job's callback (already counted in m_jobs) for the worker. Any context. */
+void CopyEngine::push_external(CopyJob *job)
+{
 	{
 		IrqGuard g(m_lock);
 		job->m_next = m_external;
@@ -164,27 +201,36 @@ void CopyEngine::bio_done(bio *b, void *priv)
 	CopyEngine *e = s->engine;
 	s->status = bio_status(b);
 	BioSet::free(b);
-	{
-		IrqGuard g(e->m_lock);
-		s->next = e->m_ready;
-		e->m_ready = s;
-	}
-	e->kick();
+	e->push_ready(s);
 }
 
-/* Allocate, fill and submit the bio for @s's current phase. Worker only, no lock held. */
-void CopyEngine::issue(Slot *s)
+/* One destination of a fanned-out piece is written; the last one readies the slot. */
+void CopyEngine::fan_bio_done(bio *b, void *priv)
 {
-	CopyJob *job = s->job;
-	bool write = job->m_zero || s->writing;
-	const CopyRegion &r = write ? job->m_dst : job->m_src;
-	u32 opf = write ? DMXX_REQ_OP_WRITE : DMXX_REQ_OP_READ;
-	void *data = job->m_zero ? m_zero_buf : s->buf;
-	u32 bytes = s->sectors << 9;
+	auto *w = static_cast<FanWrite *>(priv);
+	Slot *s = w->slot;
+	w->status = bio_status(b);
+	BioSet::free(b);
+	if (s->writes_left.fetch_sub(1, Order::AcqRel) == 1)
+		s->engine->push_ready(s);
+}
 
+void CopyEngine::push_ready(Slot *s)
+{
+	{
+		IrqGuard g(m_lock);
+		s->next = m_ready;
+		m_ready = s;
+	}
+	kick();
+}
+
+/* Allocate, fill and submit one bio of @s's piece. Worker only, no lock held. */
+void CopyEngine::submit(const CopyRegion &r, u32 opf, void *data, Slot *s, BioEndFn done, void *priv)
+{
+	u32 bytes = s->sectors << 9;
 	/* NoIO may wait for a bio of our set; bio completions free them, so it ends. */
-	bio *b = m_bios.alloc(r.bdev, opf, dmxx_bio_data_vecs(data, bytes), AllocMode::NoIO,
-			      &CopyEngine::bio_done, s);
+	bio *b = m_bios.alloc(r.bdev, opf, dmxx_bio_data_vecs(data, bytes), AllocMode::NoIO, done, priv);
 	if (!b)
 		dmxx_fatal("copy engine: sleeping bio allocation failed");
 	bio_set_sector(b, r.sector + s->offset);
@@ -192,6 +238,54 @@ void CopyEngine::issue(Slot *s)
 		dmxx_fatal("copy engine: bio too small for its slot");
 	m_stat_bios.fetch_add(1, Order::Relaxed);
 	dmxx_submit_bio(b);
+}
+
+/* The bio for @s's current phase. */
+void CopyEngine::issue(Slot *s)
+{
+	CopyJob *job = s->job;
+	if (job->m_zero)
+		submit(job->m_dst, DMXX_REQ_OP_WRITE, m_zero_buf, s, &CopyEngine::bio_done, s);
+	else if (!s->writing)
+		submit(job->m_src, DMXX_REQ_OP_READ, s->buf, s, &CopyEngine::bio_done, s);
+	else if (!job->m_also)
+		submit(job->m_dst, DMXX_REQ_OP_WRITE, s->buf, s, &CopyEngine::bio_done, s);
+	else
+		issue_fanout(s);
+}
+
+/*
+ * The piece read once, written to every destination: one bio each,
+ * allocated and submitted one at a time (a submitted bio completes without
+ * us, so waiting for the next one's allocation cannot wait on ourselves).
+ * The count holds one extra reference while issuing: a disk that completes
+ * inside submit must not ready the slot before its last write is out.
+ */
+void CopyEngine::issue_fanout(Slot *s)
+{
+	unsigned n = 0;
+	for (CopyJob *d = s->job; d; d = d->m_also)
+		s->fan[n++] = {s, d, 0};
+	s->writes_left.store(n + 1, Order::Relaxed);
+	for (unsigned i = 0; i < n; i++)
+		submit(s->fan[i].dest->m_dst, DMXX_REQ_OP_WRITE, s->buf, s, &CopyEngine::fan_bio_done,
+		       &s->fan[i]);
+	if (s->writes_left.fetch_sub(1, Order::AcqRel) == 1)
+		push_ready(s);
+}
+
+/* A fanned-out piece's writes are over: mark the destinations that failed. */
+void CopyEngine::fanout_result(Slot *s)
+{
+	unsigned n = 0;
+	for (CopyJob *d = s->job; d; d = d->m_also)
+		n++;
+	IrqGuard g(m_lock);
+	for (unsigned i = 0; i < n; i++)
+		if (s->fan[i].status) {
+			s->fan[i].dest->m_write_failed = true;
+			s->job->m_stopped = true;
+		}
 }
 
 /* Give the first waiting job's next piece a free slot and start it; false if none. */
@@ -203,7 +297,7 @@ bool CopyEngine::dispatch_one()
 		IrqGuard g(m_lock);
 		CopyJob *job = m_queue_head;
 		/* A failed job dispatches nothing more; it finishes when its pieces do. */
-		while (job && (job->m_read_failed || job->m_write_failed)) {
+		while (job && (job->m_read_failed || job->m_write_failed || job->m_stopped)) {
 			m_queue_head = job->m_next;
 			if (!m_queue_head)
 				m_queue_tail = nullptr;
@@ -318,7 +412,9 @@ void CopyEngine::run()
 			Slot *s = fifo;
 			fifo = s->next;
 			did = true;
-			if (s->status) {
+			if (s->writing && s->job->m_also) {
+				fanout_result(s);
+			} else if (s->status) {
 				IrqGuard g(m_lock);
 				if (s->writing || s->job->m_zero)
 					s->job->m_write_failed = true;
@@ -369,17 +465,42 @@ void CopyEngine::run()
 			CopyJob *job = calls;
 			calls = job->m_next;
 			did = true;
-			int error = job->m_read_failed || job->m_write_failed ? -EIO
-										: job->m_external_error;
-			job->m_done(job, error, job->m_ctx);
-			m_stat_jobs.fetch_add(1, Order::Relaxed);
-			if (m_jobs.fetch_sub(1, Order::AcqRel) == 1)
-				m_idle.wake_all();
+			call_back(job);
 		}
 
 		if (!did)
 			return;
 	}
+}
+
+/*
+ * Worker: @job is over. Its further destinations go to their own engines'
+ * workers first (this job's owner may be gone once called back).
+ */
+void CopyEngine::call_back(CopyJob *job)
+{
+	int error = job->m_external_error;
+	if (job->m_also) {
+		/* Stopped before its last piece: no destination holds the whole copy. */
+		bool broken = job->m_read_failed || job->m_dispatched < job->m_src.count;
+		for (CopyJob *d = job->m_also; d;) {
+			CopyJob *next = d->m_also;
+			d->m_also = nullptr;
+			d->m_external_error = broken || d->m_write_failed ? -EIO : 0;
+			d->m_read_failed = job->m_read_failed;
+			d->m_home->push_external(d);
+			d = next;
+		}
+		job->m_also = nullptr;
+		if (broken)
+			error = -EIO;
+	}
+	if (job->m_read_failed || job->m_write_failed)
+		error = -EIO;
+	job->m_done(job, error, job->m_ctx);
+	m_stat_jobs.fetch_add(1, Order::Relaxed);
+	if (m_jobs.fetch_sub(1, Order::AcqRel) == 1)
+		m_idle.wake_all();
 }
 
 CopyEngine::Stats CopyEngine::stats() const

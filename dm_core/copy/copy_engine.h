@@ -33,6 +33,16 @@
  * A failed piece stops the job from dispatching further pieces; the
  * callback gets -EIO once the pieces in flight have finished, and
  * CopyJob::read_failed()/write_failed() say which side failed.
+ *
+ * Fan-out (kcopyd's several destinations): one copy may write its source
+ * to up to max_fanout destinations, each read piece written to all of
+ * them. A snapshot origin with N snapshots then reads a chunk once, not N
+ * times. The further destinations are other owners' jobs, possibly of
+ * other engines (attach()): each is called back on its own engine's
+ * worker, which drain() there waits for, so an owner never sees a
+ * callback from a thread it does not know. A destination whose write
+ * failed gets -EIO alone; a read error, or a failure that stopped the copy
+ * before its last piece, fails them all.
  */
 #pragma once
 
@@ -54,6 +64,7 @@ struct CopyRegion {
 };
 
 struct CopyJob;
+class CopyEngine;
 
 /* @error: 0 or -EIO. Runs on the engine's worker (process context). */
 using CopyDoneFn = void (*)(CopyJob *job, int error, void *ctx);
@@ -74,7 +85,10 @@ private:
 	bool m_queued; /* still waiting for slots */
 	bool m_read_failed;
 	bool m_write_failed;
+	bool m_stopped; /* a further destination's write failed: dispatch no more */
 	int m_external_error; /* complete_external() jobs */
+	CopyJob *m_also;      /* further destinations of this copy, chained */
+	CopyEngine *m_home;   /* a further destination: whose worker calls it back */
 	CopyDoneFn m_done;
 	void *m_ctx;
 };
@@ -95,9 +109,25 @@ public:
 	/* Allocates the slots' buffers, the bio set and the worker (may sleep). */
 	Result<void> init(const char *name, const Options &opts);
 
-	/* Copy @src to @dst (@dst.count is ignored: the same length as @src). Any context. */
+	/* Destinations of one copy at most, its own included. */
+	static constexpr unsigned max_fanout = 8;
+
+	/*
+	 * Copy @src to @dst (@dst.count is ignored: the same length as @src).
+	 * @also: further destinations from attach(), at most max_fanout - 1.
+	 * Any context.
+	 */
 	void copy(CopyJob *job, const CopyRegion &src, const CopyRegion &dst, CopyDoneFn done,
-		  void *ctx);
+		  void *ctx, CopyJob *also = nullptr);
+	/*
+	 * Make @job a further destination @dst of a copy about to be started,
+	 * on this engine or another one: @done(@job) is called back on THIS
+	 * engine's worker, and this engine's drain() waits for it. Returns
+	 * @job linked in front of @next (build the list, pass it to copy()).
+	 * Any context.
+	 */
+	CopyJob *attach(CopyJob *job, const CopyRegion &dst, CopyDoneFn done, void *ctx,
+			CopyJob *next);
 	/* Write zeroes over @dst. Any context. */
 	void zero(CopyJob *job, const CopyRegion &dst, CopyDoneFn done, void *ctx);
 	/*
@@ -130,6 +160,13 @@ public:
 	BioSet *bio_set() { return &m_bios; }
 
 private:
+	struct Slot;
+	/* One destination's write of a fanned-out piece (its bio's private data). */
+	struct FanWrite {
+		Slot *slot;
+		CopyJob *dest;
+		u8 status;
+	};
 	struct Slot {
 		Slot *next;
 		CopyEngine *engine;
@@ -139,6 +176,8 @@ private:
 		u32 sectors;
 		u8 status;
 		bool writing;
+		FanWrite *fan;            /* max_fanout entries */
+		Atomic<u32> writes_left;  /* fan-out writes in flight (+1 while issuing) */
 	};
 	struct Work {
 		dmxx_work work; /* first: the work function casts back */
@@ -146,14 +185,22 @@ private:
 	};
 
 	void enqueue(CopyJob *job);
+	void push_external(CopyJob *job);
+	void push_ready(Slot *s);
 	void kick();
 	static void work_fn(dmxx_work *w);
 	void run_exclusive();
 	void run();
 	bool dispatch_one();
 	void issue(Slot *s);
+	void issue_fanout(Slot *s);
+	void submit(const CopyRegion &r, u32 opf, void *data, Slot *s, BioEndFn done,
+		    void *priv);
+	void fanout_result(Slot *s);
+	void call_back(CopyJob *job);
 	void finish_slot(Slot *s, CopyJob **done_list);
 	static void bio_done(bio *b, void *priv);
+	static void fan_bio_done(bio *b, void *priv);
 
 	mutable SpinLock m_lock; /* IRQ-safe: bio completions take it */
 	CopyJob *m_queue_head = nullptr; /* jobs waiting for slots, FIFO */
@@ -164,6 +211,7 @@ private:
 	unsigned m_busy = 0;
 
 	Slot *m_slots = nullptr;
+	FanWrite *m_fan = nullptr;
 	u8 *m_buffers = nullptr;
 	u8 *m_zero_buf = nullptr;
 	unsigned m_nr_slots = 0;

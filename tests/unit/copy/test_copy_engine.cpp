@@ -176,6 +176,106 @@ TEST_F(CopyEngineTest, ReadAndWriteErrorsReachTheCallback)
 	EXPECT_EQ(e.busy_slots(), 0u);
 }
 
+/*
+ * Fan-out: one read per piece, a write per destination; each further
+ * destination is called back on its own engine, whose drain() waits for it.
+ */
+TEST_F(CopyEngineTest, FanOutReadsOnceAndWritesEveryDestination)
+{
+	auto src = disk(4096, true);
+	std::unique_ptr<MemDisk> dst[3] = {disk(4096, true), disk(4096, true), disk(4096, true)};
+	auto data = pattern(0, 200 * 512, 31);
+	src->write_raw(300, data.data(), data.size());
+	CopyEngine lead, home1, home2;
+	ASSERT_TRUE(lead.init("ce-fan0", {4, 64}).is_ok());
+	ASSERT_TRUE(home1.init("ce-fan1", {1, 8}).is_ok());
+	ASSERT_TRUE(home2.init("ce-fan2", {1, 8}).is_ok());
+	Calls calls;
+	std::pair<Calls *, int> c0{&calls, 0}, c1{&calls, 1}, c2{&calls, 2};
+	CopyJob j0, j1, j2;
+	CopyJob *also = home2.attach(&j2, {dst[2].get(), 30, 0}, &Calls::done, &c2, nullptr);
+	also = home1.attach(&j1, {dst[1].get(), 20, 0}, &Calls::done, &c1, also);
+	lead.copy(&j0, {src.get(), 300, 200}, {dst[0].get(), 10, 0}, &Calls::done, &c0, also);
+	home1.drain(); /* returns only once its destination was called back */
+	home2.drain();
+	lead.drain();
+	ASSERT_TRUE(calls.wait_for(3));
+	for (auto &[tag, error] : calls.seen)
+		EXPECT_EQ(error, 0) << "destination " << tag;
+	EXPECT_TRUE(calls.may_sleep_everywhere);
+	/* 200 sectors in pieces of 64: 4 pieces, each read once and written three times. */
+	EXPECT_EQ(src->counters().reads, 4u);
+	EXPECT_EQ(lead.stats().pieces, 4u);
+	EXPECT_EQ(lead.stats().bios, 16u);
+	EXPECT_EQ(lead.stats().jobs, 1u);
+	EXPECT_EQ(home1.stats().jobs, 1u);
+	EXPECT_EQ(home1.stats().bios, 0u);
+	EXPECT_EQ(home2.stats().jobs, 1u);
+	const sector_t at[3] = {10, 20, 30};
+	for (int i = 0; i < 3; i++) {
+		std::vector<u8> got(data.size());
+		dst[i]->read_raw(at[i], got.data(), got.size());
+		EXPECT_EQ(got, data) << "destination " << i;
+		EXPECT_EQ(dst[i]->counters().writes, 4u);
+	}
+}
+
+/*
+ * A destination whose write fails is the only one to fail; a failed read
+ * fails them all; a write failure that stops the copy before its last
+ * piece leaves no destination whole, so all fail.
+ */
+TEST_F(CopyEngineTest, FanOutErrorsFailTheDestinationsThatLackTheData)
+{
+	auto src = disk(1024), d0 = disk(1024), d1 = disk(1024);
+	CopyEngine lead, home;
+	ASSERT_TRUE(lead.init("ce-fanerr0", {1, 8}).is_ok());
+	ASSERT_TRUE(home.init("ce-fanerr1", {1, 8}).is_ok());
+	Calls calls;
+	std::vector<std::pair<Calls *, int>> ctx(6);
+	for (int i = 0; i < 6; i++)
+		ctx[i] = {&calls, i};
+	CopyJob j[6];
+	auto run = [&](int first, sector_t count) {
+		CopyJob *also = home.attach(&j[first + 1], {d1.get(), 0, 0}, &Calls::done, &ctx[first + 1], nullptr);
+		lead.copy(&j[first], {src.get(), 0, count}, {d0.get(), 0, 0}, &Calls::done, &ctx[first], also);
+		lead.drain();
+		home.drain();
+	};
+	auto error_of = [&](int tag) {
+		std::lock_guard<std::mutex> g(calls.lock);
+		for (auto &[t, e] : calls.seen)
+			if (t == tag)
+				return e;
+		return 1;
+	};
+
+	/* One piece, the further destination's write fails: only it fails. */
+	d1->fail_range(0, 8, false, true);
+	run(0, 8);
+	EXPECT_EQ(error_of(0), 0);
+	EXPECT_EQ(error_of(1), -EIO);
+	EXPECT_TRUE(j[1].write_failed());
+	d1->clear_faults();
+
+	/* The read fails: both do. */
+	src->fail_range(0, 8, true, false);
+	run(2, 8);
+	EXPECT_EQ(error_of(2), -EIO);
+	EXPECT_EQ(error_of(3), -EIO);
+	EXPECT_TRUE(j[2].read_failed());
+	src->clear_faults();
+
+	/* Three pieces through one slot; the first piece's write to d1 fails: the copy stops, both fail. */
+	d1->fail_range(0, 8, false, true);
+	run(4, 24);
+	EXPECT_EQ(error_of(4), -EIO);
+	EXPECT_EQ(error_of(5), -EIO);
+	EXPECT_EQ(lead.stats().pieces, 1u + 1u + 1u) << "no piece dispatched after the failure";
+	EXPECT_EQ(lead.busy_slots(), 0u);
+	EXPECT_EQ(calls.seen.size(), 6u);
+}
+
 namespace {
 struct Chain {
 	CopyEngine *e;
