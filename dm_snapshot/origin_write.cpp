@@ -31,6 +31,8 @@ namespace {
 struct WalkState {
 	PendingException *spare = nullptr; /* allocated while nothing was locked */
 	Snapshot *granted = nullptr;       /* a throttle slot we hold there (and a reference) */
+	PendingException *to_start = nullptr; /* copies prepared by this pass, in order */
+	PendingException **to_start_tail = &to_start;
 };
 
 enum class Pass : u8 { Done, NeedPending, NeedSlot, Again, WouldBlock };
@@ -143,11 +145,18 @@ PassResult walk_pass(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, 
 				wait_chunk = c;
 			}
 			lk.unlock();
-			if (s->throttle().mode() == ThrottleMode::Semaphore2018 && mode == WalkMode::Map)
-				s->throttle().legacy_down(); /* 2018: down() with the origin lock held */
-			else if (s->throttle().mode() == ThrottleMode::Semaphore2018)
-				s->throttle().acquire_forced();
-			s->start_copy(pe);
+			if (s->throttle().mode() == ThrottleMode::Semaphore2018) {
+				if (mode == WalkMode::Map)
+					s->throttle().legacy_down(); /* 2018: down() with the origin lock held */
+				else
+					s->throttle().acquire_forced();
+				s->start_copy(pe); /* 2018 started each copy before the next down() */
+				continue;
+			}
+			/* Started at the end of the pass, with the other snapshots' copies of it. */
+			pe->start_next = nullptr;
+			*ws.to_start_tail = pe;
+			ws.to_start_tail = &pe->start_next;
 		}
 	}
 
@@ -194,13 +203,31 @@ void wait_like_2019(OriginEntry *o)
 	}
 }
 
+/*
+ * A pass, then the copies it prepared are started, whatever the pass's
+ * outcome (a pass given up for a sleep has published some already). Each
+ * prepared copy counts in its snapshot's m_pending, which the destructor
+ * waits for: every snapshot named here lives until its copy is over.
+ */
+PassResult pass_and_start(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, WalkMode mode,
+			  WalkState &ws)
+{
+	PassResult r = walk_pass(o, b, sector, sectors, mode, ws);
+	if (ws.to_start) {
+		Snapshot::start_copies(ws.to_start);
+		ws.to_start = nullptr;
+		ws.to_start_tail = &ws.to_start;
+	}
+	return r;
+}
+
 PassResult walk(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, WalkMode mode)
 {
 	WalkState ws;
 	PassResult r;
 	for (;;) {
-		if (mode == WalkMode::Map)
-			wait_like_2019(o);
+		if (mode == WalkMode::Map && kernel2019_throttle_built())
+			wait_like_2019(o); /* one more pass over the rwsem: not on the real path */
 		if (mode == WalkMode::Inline) {
 			/* A writer waits or holds it: not here, the retry worker may sleep. */
 			if (!o->lock.try_lock_shared()) {
@@ -208,13 +235,13 @@ PassResult walk(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, WalkM
 				break;
 			}
 			do
-				r = walk_pass(o, b, sector, sectors, mode, ws);
+				r = pass_and_start(o, b, sector, sectors, mode, ws);
 			while (r.pass == Pass::Again);
 			o->lock.unlock_shared();
 		} else {
 			SharedGuard g(o->lock);
 			do
-				r = walk_pass(o, b, sector, sectors, mode, ws);
+				r = pass_and_start(o, b, sector, sectors, mode, ws);
 			while (r.pass == Pass::Again);
 		}
 		if (r.pass == Pass::Done)

@@ -14,11 +14,17 @@ namespace dmxx::snap {
 /* Tests select a negative-control throttle; snapshots read it when built. */
 static constinit Atomic<u8> g_test_throttle_mode{u8(ThrottleMode::Ours)};
 
+/* Sticky: once a 2019 snapshot existed, origin writes check the 2019 limit (a test's negative control). */
+static constinit Atomic<bool> g_kernel2019_built{false};
+
 void set_throttle_mode_for_test(ThrottleMode mode) { g_test_throttle_mode.store(u8(mode)); }
+bool kernel2019_throttle_built() { return g_kernel2019_built.load(Order::Relaxed); }
 
 Snapshot::Snapshot(dm_target *ti, bool merge)
 	: m_ti(ti), m_merge(merge), m_throttle(ThrottleMode(g_test_throttle_mode.load()))
 {
+	if (m_throttle.mode() == ThrottleMode::Kernel2019)
+		g_kernel2019_built.store(true);
 }
 
 /* ---- construction ----------------------------------------------------------------------------- */
@@ -470,22 +476,112 @@ Result<void> Snapshot::prepare_pending(PendingException *pe, chunk_t chunk)
 	return {};
 }
 
-void Snapshot::start_copy(PendingException *pe)
+/* What the copy for @pe reads: its chunk of the origin (count 0 past the origin's end). */
+CopyRegion Snapshot::copy_source(const PendingException *pe) const
 {
-	u32 shift = m_store->chunk_shift();
-	sector_t from = sector_t(pe->old_chunk) << shift;
+	sector_t from = sector_t(pe->old_chunk) << m_store->chunk_shift();
 	sector_t size = dmxx_bdev_nr_sectors(m_origin);
 	sector_t count = m_store->chunk_size();
 	if (from >= size)
 		count = 0;
 	else if (size - from < count)
 		count = size - from; /* the origin's last, partial chunk */
-	if (!count) {
+	return {m_origin, from, count};
+}
+
+CopyRegion Snapshot::copy_dest(const PendingException *pe) const
+{
+	return {m_cow, sector_t(pe->new_chunk) << m_store->chunk_shift(), 0};
+}
+
+void Snapshot::start_copy(PendingException *pe)
+{
+	CopyRegion src = copy_source(pe);
+	if (!src.count) {
 		m_engine.complete_external(&pe->job, 0, &Snapshot::copy_done, pe);
 		return;
 	}
-	m_engine.copy(&pe->job, {m_origin, from, count}, {m_cow, sector_t(pe->new_chunk) << shift, 0},
-		      &Snapshot::copy_done, pe);
+	m_engine.copy(&pe->job, src, copy_dest(pe), &Snapshot::copy_done, pe);
+}
+
+/*
+ * @n copies of one origin range: one engine reads it and writes every COW.
+ * The lead rotates with the chunk so that, with N snapshots, the N engines
+ * (and their workers) share the work. Each member is called back on its
+ * own snapshot's engine: commit order and draining are as for start_copy.
+ */
+void Snapshot::start_group(PendingException **group, unsigned n)
+{
+	if (n == 1 || !group[0]->snap->copy_source(group[0]).count) {
+		for (unsigned i = 0; i < n; i++)
+			group[i]->snap->start_copy(group[i]);
+		return;
+	}
+	unsigned lead = unsigned(group[0]->old_chunk % n);
+	CopyJob *also = nullptr;
+	for (unsigned i = 0; i < n; i++) {
+		if (i == lead)
+			continue;
+		Snapshot *s = group[i]->snap;
+		also = s->m_engine.attach(&group[i]->job, s->copy_dest(group[i]), &Snapshot::copy_done,
+					  group[i], also);
+	}
+	PendingException *pe = group[lead];
+	Snapshot *s = pe->snap;
+	s->m_engine.copy(&pe->job, s->copy_source(pe), s->copy_dest(pe), &Snapshot::copy_done, pe, also);
+}
+
+void Snapshot::start_copies(PendingException *list)
+{
+	/* Cut the list into per-snapshot runs; more runs than we track start one by one. */
+	constexpr unsigned max_runs = 16;
+	PendingException *run[max_runs];
+	unsigned runs = 0;
+	while (list) {
+		PendingException *tail = list;
+		while (tail->start_next && tail->start_next->snap == list->snap)
+			tail = tail->start_next;
+		PendingException *head = list;
+		list = tail->start_next;
+		tail->start_next = nullptr;
+		if (runs < max_runs) {
+			run[runs++] = head;
+			continue;
+		}
+		while (head) {
+			PendingException *next = head->start_next;
+			head->snap->start_copy(head);
+			head = next;
+		}
+	}
+	/* Merge the runs by origin range; equal ranges (same chunk size) go as one group. */
+	for (;;) {
+		int best = -1;
+		CopyRegion key{};
+		for (unsigned i = 0; i < runs; i++) {
+			if (!run[i])
+				continue;
+			CopyRegion r = run[i]->snap->copy_source(run[i]);
+			if (best < 0 || r.sector < key.sector || (r.sector == key.sector && r.count < key.count)) {
+				best = int(i);
+				key = r;
+			}
+		}
+		if (best < 0)
+			return;
+		PendingException *group[CopyEngine::max_fanout];
+		unsigned n = 0;
+		for (unsigned i = unsigned(best); i < runs && n < CopyEngine::max_fanout; i++) {
+			if (!run[i])
+				continue;
+			CopyRegion r = run[i]->snap->copy_source(run[i]);
+			if (r.sector != key.sector || r.count != key.count)
+				continue;
+			group[n++] = run[i];
+			run[i] = run[i]->start_next;
+		}
+		start_group(group, n);
+	}
 }
 
 /* A snapshot write covering the whole chunk is its own copy. */

@@ -49,6 +49,7 @@ struct PendingException : PendingLink {
 	Snapshot *snap;
 	u64 seq;                    /* allocation order: commits follow it */
 	PendingException *order_next; /* copy_finished's reorder list */
+	PendingException *start_next; /* an origin walk's copies to start (start_copies) */
 	dmxx_bio_list origin_bios;  /* guarded by the chunk lock */
 	dmxx_bio_list snapshot_bios;
 	bio *full_bio;              /* a snapshot write that is itself the copy */
@@ -109,6 +110,12 @@ public:
 	/* Publish a pending exception for @chunk: a COW chunk and a sequence number. Chunk lock held. */
 	Result<void> prepare_pending(PendingException *pe, chunk_t chunk);
 	void start_copy(PendingException *pe);
+	/*
+	 * Start the copies an origin walk prepared, @list linked by start_next
+	 * with each snapshot's in ascending chunk order: the same origin range
+	 * wanted by several snapshots is read once and written to each COW.
+	 */
+	static void start_copies(PendingException *list);
 	void invalidate(int error);
 	/* Queue @b until the invalidation is durable; false if it already is (or never began). */
 	bool wait_for_invalidation(bio *b);
@@ -136,6 +143,9 @@ private:
 	static Result<void> add_loaded(void *ctx, chunk_t old_chunk, chunk_t new_chunk);
 
 	void remap_cow(bio *b, chunk_t chunk, chunk_t old_base, chunk_t new_base);
+	CopyRegion copy_source(const PendingException *pe) const;
+	CopyRegion copy_dest(const PendingException *pe) const;
+	static void start_group(PendingException **group, unsigned n);
 	MapResult snapshot_write(bio *b, chunk_t chunk);
 	void start_full_bio(PendingException *pe, bio *b);
 	MapResult discard(bio *b, SnapPerBio *pb, chunk_t chunk);
@@ -247,5 +257,7 @@ void free_pending_memory(PendingException *pe);
 
 /* Negative-control switch for tests: the throttle mode snapshots are built with. */
 void set_throttle_mode_for_test(ThrottleMode mode);
+/* Whether a snapshot with the 2019 throttle was ever built (never outside tests). */
+bool kernel2019_throttle_built();
 
 } // namespace dmxx::snap

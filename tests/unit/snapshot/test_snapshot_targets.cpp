@@ -317,6 +317,45 @@ TEST_F(SnapTargets, RemovingASnapshotUnderOriginWrites)
 }
 
 /* A failing COW device (dm-flakey below it) invalidates the snapshot; the origin goes on. */
+/*
+ * Snapshots of one chunk size copy a chunk with one origin read and a
+ * write to each COW (the kernel reads it once per snapshot). A COW whose
+ * write fails invalidates that snapshot only.
+ */
+TEST_F(SnapTargets, SnapshotsShareOneOriginReadPerChunk)
+{
+	auto o = disk(4096);
+	std::unique_ptr<user::MemDisk> c[4] = {disk(2048), disk(2048), disk(2048), disk(2048)};
+	auto before = pattern(0, 4096 * 512, 41);
+	o->write_raw(0, before.data(), before.size());
+	auto origin = dm(origin_table(o.get()));
+	std::unique_ptr<user::DmDevice> s[4];
+	for (int i = 0; i < 4; i++)
+		s[i] = dm(snap_table(o.get(), c[i].get(), i % 2 ? "P 8" : "N 8"));
+	ASSERT_TRUE(origin && s[0] && s[1] && s[2] && s[3]);
+
+	/* 60 sectors from sector 4: chunks 0..7, one read each. */
+	auto reads = o->counters().reads;
+	auto after = pattern(4, 60 * 512, 42);
+	write(origin.get(), 4, after);
+	EXPECT_EQ(o->counters().reads - reads, 8u);
+	for (int i = 0; i < 4; i++) {
+		EXPECT_EQ(read(s[i].get(), 0, before.size()), before) << "snapshot " << i;
+		EXPECT_EQ(info(s[i].get()), i % 2 ? "80/2048 16" : "64/2048 0") << "snapshot " << i;
+	}
+
+	/* The next copy's write to the third COW fails: that snapshot alone goes. */
+	c[2]->fail_range(0, 2048, false, true);
+	auto now = pattern(64, 4096, 43);
+	write(origin.get(), 64, now);
+	EXPECT_EQ(raw(o.get(), 64, 4096), now);
+	EXPECT_EQ(info(s[2].get()), "Invalid");
+	for (int i : {0, 1, 3}) {
+		EXPECT_EQ(read(s[i].get(), 0, before.size()), before) << "snapshot " << i;
+		EXPECT_EQ(info(s[i].get()), i % 2 ? "88/2048 16" : "72/2048 0") << "snapshot " << i;
+	}
+}
+
 TEST_F(SnapTargets, CowErrorsInvalidate)
 {
 	auto o = disk(1024), c = disk(1024);
