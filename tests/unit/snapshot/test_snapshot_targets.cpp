@@ -251,6 +251,7 @@ TEST_F(SnapTargets, StatusFormats)
 	EXPECT_EQ(snap->target_status(DMXX_STATUSTYPE_IMA)[0],
 		  "target_name=snapshot,target_version=1.16.0,snap_origin_name=" + o->dev_name() +
 			  ",snap_cow_name=" + c->dev_name() + ",snap_valid=y,snap_merge_failed=n,snapshot_overflowed=n;");
+	EXPECT_EQ(origin->target_status(DMXX_STATUSTYPE_IMA)[0], "") << "6.1's origin reports nothing";
 	EXPECT_EQ(snap->target(0)->max_io_len, 8u);
 	EXPECT_EQ(snap->target(0)->num_flush_bios, 1u);
 	EXPECT_EQ(snap->target(0)->num_discard_bios, 2u);
