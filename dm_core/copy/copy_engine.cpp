@@ -97,17 +97,26 @@ void CopyEngine::kick()
 		dmxx_queue_work(m_wq, &m_work.work);
 }
 
-void CopyEngine::enqueue(CopyJob *job)
+/* @job is now this engine's until called back: fresh state, counted for drain(). */
+void CopyEngine::accept(CopyJob *job, CopyDoneFn done, void *ctx)
 {
-	job->m_next = nullptr;
+	job->m_done = done;
+	job->m_ctx = ctx;
 	job->m_dispatched = 0;
 	job->m_outstanding = 0;
-	job->m_queued = true;
+	job->m_queued = false;
 	job->m_read_failed = false;
 	job->m_write_failed = false;
 	job->m_stopped = false;
 	job->m_external_error = 0;
+	job->m_also = nullptr;
 	m_jobs.fetch_add(1, Order::Relaxed);
+}
+
+void CopyEngine::enqueue(CopyJob *job)
+{
+	job->m_next = nullptr;
+	job->m_queued = true;
 	{
 		IrqGuard g(m_lock);
 		if (m_queue_tail)
@@ -122,11 +131,10 @@ void CopyEngine::enqueue(CopyJob *job)
 void CopyEngine::copy(CopyJob *job, const CopyRegion &src, const CopyRegion &dst, CopyDoneFn done,
 		      void *ctx, CopyJob *also)
 {
+	accept(job, done, ctx);
 	job->m_src = src;
 	job->m_dst = {dst.bdev, dst.sector, src.count};
 	job->m_zero = false;
-	job->m_done = done;
-	job->m_ctx = ctx;
 	job->m_also = also;
 	unsigned n = 1;
 	for (CopyJob *d = also; d; d = d->m_also, n++)
@@ -139,42 +147,27 @@ void CopyEngine::copy(CopyJob *job, const CopyRegion &src, const CopyRegion &dst
 CopyJob *CopyEngine::attach(CopyJob *job, const CopyRegion &dst, CopyDoneFn done, void *ctx,
 			    CopyJob *next)
 {
+	accept(job, done, ctx); /* drain() here waits for its callback */
 	job->m_dst = dst;
 	job->m_zero = false;
-	job->m_done = done;
-	job->m_ctx = ctx;
 	job->m_home = this;
 	job->m_also = next;
-	job->m_read_failed = false;
-	job->m_write_failed = false;
-	job->m_queued = false;
-	job->m_outstanding = 0;
-	m_jobs.fetch_add(1, Order::Relaxed); /* accepted here: drain() waits for its callback */
 	return job;
 }
 
 void CopyEngine::zero(CopyJob *job, const CopyRegion &dst, CopyDoneFn done, void *ctx)
 {
+	accept(job, done, ctx);
 	job->m_src = {nullptr, 0, dst.count};
 	job->m_dst = dst;
 	job->m_zero = true;
-	job->m_done = done;
-	job->m_ctx = ctx;
-	job->m_also = nullptr;
 	enqueue(job);
 }
 
 void CopyEngine::complete_external(CopyJob *job, int error, CopyDoneFn done, void *ctx)
 {
-	job->m_done = done;
-	job->m_ctx = ctx;
+	accept(job, done, ctx);
 	job->m_external_error = error;
-	job->m_read_failed = false;
-	job->m_write_failed = false;
-	job->m_queued = false;
-	job->m_outstanding = 0;
-	job->m_also = nullptr;
-	m_jobs.fetch_add(1, Order::Relaxed);
 	push_external(job);
 }
 

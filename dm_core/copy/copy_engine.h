@@ -184,6 +184,7 @@ private:
 		CopyEngine *engine;
 	};
 
+	void accept(CopyJob *job, CopyDoneFn done, void *ctx);
 	void enqueue(CopyJob *job);
 	void push_external(CopyJob *job);
 	void push_ready(Slot *s);
