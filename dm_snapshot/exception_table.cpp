@@ -91,13 +91,34 @@ bool ExceptionTables::lookup_complete(chunk_t chunk, chunk_t *new_chunk) const
 		if (chunk < e->old_chunk)
 			return false; /* sorted: it is not further along */
 		if (chunk - e->old_chunk <= e->extra) {
-			*new_chunk = e->new_chunk + (chunk - e->old_chunk);
+			*new_chunk = chunk + e->cow_offset;
 			return true;
 		}
 	}
 	return false;
 }
 
+bool ExceptionTables::lookup_complete_lockless(chunk_t chunk, chunk_t *new_chunk) const
+{
+	const CompleteException *e = load_once(&m_complete[complete_bucket(chunk)], Order::Acquire);
+	for (; e; e = load_once(&e->next, Order::Acquire)) {
+		u32 extra = load_once(&e->extra, Order::Acquire); /* before old_chunk: see the header */
+		chunk_t first = load_once(&e->old_chunk, Order::Relaxed);
+		if (chunk < first)
+			return false;
+		if (chunk - first <= extra) {
+			*new_chunk = chunk + e->cow_offset;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Under ChunkLock. Stores to linked runs go through store_once (lock-free
+ * readers load them); a new run is fully built before the release store
+ * that links it.
+ */
 Result<void> ExceptionTables::insert_complete(CompleteException *n)
 {
 	CompleteException **link = &m_complete[complete_bucket(n->old_chunk)];
@@ -105,32 +126,33 @@ Result<void> ExceptionTables::insert_complete(CompleteException *n)
 	for (CompleteException *e = *link; e; link = &e->next, e = *link) {
 		if (n->old_chunk >= e->old_chunk && n->old_chunk - e->old_chunk <= e->extra)
 			return err(EEXIST);
-		/* Right after this run, in both spaces: extend it. */
-		if (n->old_chunk == e->old_chunk + e->extra + 1 &&
-		    n->new_chunk == e->new_chunk + e->extra + 1) {
-			e->extra++;
-			delete n;
-			m_complete_chunks.fetch_add(1, Order::Relaxed);
-			return {};
-		}
-		/* Right before it: grow it downwards. */
-		if (n->old_chunk + 1 == e->old_chunk && n->new_chunk + 1 == e->new_chunk) {
-			e->old_chunk--;
-			e->new_chunk--;
-			e->extra++;
-			delete n;
-			m_complete_chunks.fetch_add(1, Order::Relaxed);
-			return {};
+		if (n->cow_offset == e->cow_offset) {
+			/* Right after this run, in both spaces: extend it. */
+			if (n->old_chunk == e->old_chunk + e->extra + 1) {
+				store_once(&e->extra, e->extra + 1, Order::Release);
+				delete n;
+				m_complete_chunks.fetch_add(1, Order::Relaxed);
+				return {};
+			}
+			/* Right before it: grow it downwards (start first, then length). */
+			if (n->old_chunk + 1 == e->old_chunk) {
+				store_once(&e->old_chunk, n->old_chunk, Order::Relaxed);
+				store_once(&e->extra, e->extra + 1, Order::Release);
+				delete n;
+				m_complete_chunks.fetch_add(1, Order::Relaxed);
+				return {};
+			}
 		}
 		if (n->old_chunk < e->old_chunk)
 			break;
 	}
 	n->next = *link;
-	*link = n;
+	store_once(link, n, Order::Release);
 	m_complete_chunks.fetch_add(1, Order::Relaxed);
 	return {};
 }
 
+/* Under ChunkLock, on tables nobody reads without it (merging). */
 Result<void> ExceptionTables::remove_complete(chunk_t chunk, CompleteException **spare)
 {
 	CompleteException **link = &m_complete[complete_bucket(chunk)];
@@ -141,14 +163,13 @@ Result<void> ExceptionTables::remove_complete(chunk_t chunk, CompleteException *
 		if (off > e->extra)
 			continue;
 		if (e->extra == 0) {
-			*link = e->next;
+			store_once(link, e->next, Order::Relaxed);
 			delete e;
 		} else if (off == 0) {
-			e->old_chunk++;
-			e->new_chunk++;
-			e->extra--;
+			store_once(&e->old_chunk, e->old_chunk + 1, Order::Relaxed);
+			store_once(&e->extra, e->extra - 1, Order::Relaxed);
 		} else if (off == e->extra) {
-			e->extra--;
+			store_once(&e->extra, e->extra - 1, Order::Relaxed);
 		} else {
 			/* The middle of a run: the tail becomes a run of its own. */
 			CompleteException *tail = *spare;
@@ -156,11 +177,11 @@ Result<void> ExceptionTables::remove_complete(chunk_t chunk, CompleteException *
 				return err(ENOMEM);
 			*spare = nullptr;
 			tail->old_chunk = chunk + 1;
-			tail->new_chunk = e->new_chunk + off + 1;
+			tail->cow_offset = e->cow_offset;
 			tail->extra = u32(e->extra - off - 1);
 			tail->next = e->next;
-			e->extra = u32(off - 1);
-			e->next = tail;
+			store_once(&e->extra, u32(off - 1), Order::Relaxed);
+			store_once(&e->next, tail, Order::Release);
 		}
 		m_complete_chunks.fetch_sub(1, Order::Relaxed);
 		return {};

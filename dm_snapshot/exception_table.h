@@ -18,6 +18,15 @@
  * with 256 a lookup walked up to 256 entries (a tenth of the CPU time of a
  * first-pass random write with 4 snapshots, measured with scripts/profile).
  * The pending table hashes every chunk apart.
+ *
+ * Reads without a lock: lookup_complete_lockless() may run beside writers
+ * of the same bucket. Writers publish a new run with a release store of the
+ * link to it, and grow a run by storing its new old_chunk before its new
+ * extra (release); the reader loads extra (acquire) before old_chunk. So
+ * the bounds a reader sees are the old ones, the new ones, or the new start
+ * with the old length: never a chunk that is not complete. Removal
+ * (merging) and destruction do not keep readers safe: their callers keep
+ * lock-free readers away (see the function).
  */
 #pragma once
 
@@ -30,11 +39,20 @@
 
 namespace dmxx::snap {
 
+/*
+ * A run: old_chunk + i is in COW chunk old_chunk + i + cow_offset, for
+ * i <= extra. The offset (modulo 2^64) stays fixed while the run grows or
+ * shrinks at either end, so a lock-free reader that sees a run's bounds
+ * mid-change still maps every chunk it finds inside them correctly.
+ */
 struct CompleteException {
-	CompleteException *next; /* bucket chain, ascending old_chunk */
-	chunk_t old_chunk;
-	chunk_t new_chunk;
-	u32 extra; /* chunks after old_chunk in this run */
+	CompleteException() = default;
+	CompleteException(chunk_t old_c, chunk_t new_c) : old_chunk(old_c), cow_offset(new_c - old_c) {}
+
+	CompleteException *next = nullptr; /* bucket chain, ascending old_chunk */
+	chunk_t old_chunk = 0;
+	chunk_t cow_offset = 0;
+	u32 extra = 0; /* chunks after old_chunk in this run */
 };
 
 /* The table's part of a pending exception (the snapshot embeds it). */
@@ -96,6 +114,18 @@ public:
 
 	/* The COW chunk holding @chunk, or false if it was never copied. */
 	bool lookup_complete(chunk_t chunk, chunk_t *new_chunk) const;
+
+	/* ---- without a lock ---- */
+
+	/*
+	 * lookup_complete() for the hot paths, without ChunkLock: true is
+	 * final (complete exceptions stay), false may be stale, so ask again
+	 * under ChunkLock before acting on it. Only while no remove_complete(),
+	 * swap() or destruction can run on these tables: the origin walk skips
+	 * merging snapshots and holds the origin's lock (swap takes it for
+	 * write); a snapshot's map is not called while it is suspended.
+	 */
+	bool lookup_complete_lockless(chunk_t chunk, chunk_t *new_chunk) const;
 	/* Adds @e; frees it if it only extended a neighbouring run. -EEXIST if @chunk is there. */
 	Result<void> insert_complete(CompleteException *e);
 	/*

@@ -4,7 +4,8 @@
  * snapshot of it must hold a copy of the chunks it overwrites.
  *
  * A walk holds the origin entry's rwsem for read and, per snapshot and
- * chunk, that chunk's spinlock; it never sleeps holding either. When it
+ * chunk not yet copied there, that chunk's spinlock (copied chunks are
+ * looked up without it); it never sleeps holding either. When it
  * needs something it cannot get without sleeping -- a pending exception
  * from the pool, or a throttle slot -- it gives up the pass, drops every
  * lock, sleeps for that one thing, and walks again (copies it already
@@ -95,8 +96,11 @@ PassResult walk_pass(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, 
 			last = s->end_sector() - 1;
 		u32 shift = s->chunk_shift();
 		for (chunk_t c = sector >> shift; c <= (last >> shift); c++) {
-			ChunkLock lk(s->tables(), c);
 			chunk_t ignored;
+			/* Copied chunks (the common case once a snapshot has aged) take no lock. */
+			if (s->tables().lookup_complete_lockless(c, &ignored))
+				continue;
+			ChunkLock lk(s->tables(), c);
 			if (s->tables().lookup_complete(c, &ignored))
 				continue;
 			if (s->tables().lookup_pending(c)) {
@@ -275,11 +279,50 @@ PassResult walk(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, WalkM
 	return r;
 }
 
+/*
+ * The common case once snapshots have aged: every chunk of the write is
+ * already copied in every snapshot that could need it. Entry lock held for
+ * read; no chunk lock, no walk state. Anything else (a chunk to copy or
+ * being copied, a snapshot being invalidated) is the walk's business.
+ */
+bool copied_everywhere(const OriginEntry *o, sector_t sector, sector_t sectors)
+{
+	for (const Snapshot *s = o->snapshots; s; s = s->next_in_origin) {
+		if (s->is_merge() || !s->active())
+			continue;
+		SnapState st = s->state();
+		if (st == SnapState::Invalid)
+			continue;
+		if (st != SnapState::Valid)
+			return false;
+		if (sector >= s->end_sector())
+			continue;
+		sector_t last = sector + sectors - 1;
+		if (last >= s->end_sector())
+			last = s->end_sector() - 1;
+		u32 shift = s->chunk_shift();
+		for (chunk_t c = sector >> shift; c <= (last >> shift); c++) {
+			chunk_t ignored;
+			if (!s->tables().lookup_complete_lockless(c, &ignored))
+				return false;
+		}
+	}
+	return true;
+}
+
 } // namespace
 
 MapResult origin_write(OriginEntry *o, bio *b, WalkMode mode)
 {
-	PassResult r = walk(o, b, bio_sector(b), bio_sectors(b) ? bio_sectors(b) : 1, mode);
+	sector_t sector = bio_sector(b), sectors = bio_sectors(b) ? bio_sectors(b) : 1;
+	if (mode == WalkMode::Map && !kernel2019_throttle_built()) {
+		o->lock.lock_shared();
+		bool done = copied_everywhere(o, sector, sectors);
+		o->lock.unlock_shared();
+		if (done)
+			return MapResult::Remapped;
+	}
+	PassResult r = walk(o, b, sector, sectors, mode);
 	return r.queued ? MapResult::Submitted : MapResult::Remapped;
 }
 

@@ -52,7 +52,7 @@ Result<void> Snapshot::parse_features(TableArgs &args)
 Result<void> Snapshot::add_loaded(void *ctx, chunk_t old_chunk, chunk_t new_chunk)
 {
 	auto *s = static_cast<Snapshot *>(ctx);
-	auto *e = new (AllocMode::Sleep) CompleteException{nullptr, old_chunk, new_chunk, 0};
+	auto *e = new (AllocMode::Sleep) CompleteException(old_chunk, new_chunk);
 	if (!e)
 		return err(ENOMEM);
 	ChunkLock lk(s->m_tables, old_chunk);
@@ -300,15 +300,26 @@ MapResult Snapshot::map_snapshot(bio *b)
 	if (bio_is_write(b))
 		return snapshot_write(b, chunk);
 
-	ChunkLock lk(m_tables, chunk);
 	chunk_t nc;
-	if (m_tables.lookup_complete(chunk, &nc)) {
-		remap_cow(b, chunk, chunk, nc);
-	} else {
-		/* Still the origin's data; a copy of it must not finish under this read. */
-		bio_set_dev(b, m_origin);
-		m_tracked.track(&pb->node, chunk);
+	if (m_tables.lookup_complete_lockless(chunk, &nc)) {
+		remap_cow(b, chunk, chunk, nc); /* copied: final */
+		return MapResult::Remapped;
 	}
+	/*
+	 * Still the origin's data; a copy of it must not finish under this
+	 * read. Track first, then look again, both without the chunk lock: a
+	 * finishing copy publishes its exception before it checks for tracked
+	 * reads under the tracker's lock, and so does track() here. Whichever
+	 * takes that lock second sees the other: the copy waits for this
+	 * read, or the second look finds the exception.
+	 */
+	m_tracked.track(&pb->node, chunk);
+	if (m_tables.lookup_complete_lockless(chunk, &nc)) {
+		m_tracked.untrack(&pb->node);
+		remap_cow(b, chunk, chunk, nc);
+		return MapResult::Remapped;
+	}
+	bio_set_dev(b, m_origin);
 	return MapResult::Remapped;
 }
 
@@ -649,7 +660,7 @@ void Snapshot::pending_complete(PendingException *pe, bool success)
 	if (!success) {
 		invalidate(-EIO);
 	} else {
-		e = new (AllocMode::NoIO) CompleteException{nullptr, pe->old_chunk, pe->new_chunk, 0};
+		e = new (AllocMode::NoIO) CompleteException(pe->old_chunk, pe->new_chunk);
 		if (!e) {
 			invalidate(-ENOMEM);
 			ok = false;

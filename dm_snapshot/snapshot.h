@@ -105,6 +105,7 @@ public:
 	u32 chunk_shift() const { return m_store->chunk_shift(); }
 	u32 chunk_size() const { return m_store->chunk_size(); }
 	ExceptionTables &tables() { return m_tables; }
+	const ExceptionTables &tables() const { return m_tables; }
 	CowThrottle &throttle() { return m_throttle; }
 
 	/* Publish a pending exception for @chunk: a COW chunk and a sequence number. Chunk lock held. */

@@ -40,4 +40,13 @@ private:
 	T m_v;
 };
 
+/*
+ * READ_ONCE/WRITE_ONCE with an order: for a plain field that lock-free
+ * readers load while writers (serialised by a lock) store. Every store to
+ * such a field goes through store_once; reads under the writers' lock may
+ * stay plain.
+ */
+template <typename T> T load_once(const T *p, Order o) { return __atomic_load_n(p, int(o)); }
+template <typename T> void store_once(T *p, T v, Order o) { __atomic_store_n(p, v, int(o)); }
+
 } // namespace dmxx

@@ -103,6 +103,22 @@ public:
 			dmxx_submit_bio(b);
 		}
 	}
+	/* Let the @n most recently held bios through (newest first). */
+	void release_newest(size_t n)
+	{
+		std::deque<bio *> out;
+		{
+			std::lock_guard<std::mutex> g(m_lock);
+			while (n-- && !m_held.empty()) {
+				out.push_back(m_held.back());
+				m_held.pop_back();
+			}
+		}
+		for (bio *b : out) {
+			b->bi_bdev = m_lower;
+			dmxx_submit_bio(b);
+		}
+	}
 	size_t held()
 	{
 		std::lock_guard<std::mutex> g(m_lock);

@@ -5,7 +5,10 @@
 #include "exception_table.h"
 #include "format.h"
 
+#include <atomic>
 #include <memory>
+#include <random>
+#include <thread>
 #include <vector>
 
 using namespace dmxx;
@@ -155,7 +158,7 @@ protected:
 	}
 	Result<void> add(chunk_t o, chunk_t n)
 	{
-		auto *e = new CompleteException{nullptr, o, n, 0};
+		auto *e = new CompleteException(o, n);
 		ChunkLock lk(t, o);
 		auto r = t.insert_complete(e);
 		if (r.is_error())
@@ -223,6 +226,92 @@ TEST_F(Tables, RemovalShrinksAndSplitsRuns)
 		EXPECT_EQ(n, c - 160);
 	}
 	EXPECT_EQ(t.complete_chunks(), 5u);
+}
+
+/* Chunks go in middle-out, so runs grow at both ends; odd groups' chunk 1 breaks the run. */
+static constexpr chunk_t lockless_order[8] = {4, 3, 5, 2, 6, 1, 7, 0};
+static chunk_t cow_of(chunk_t c)
+{
+	return c + 1000000 + ((c % 8 == 1 && (c / 8) % 2) ? 5 : 0);
+}
+
+TEST_F(Tables, LocklessLookupAgreesWithTheLockedOne)
+{
+	for (chunk_t g = 0; g < 4; g++) {
+		for (chunk_t i : lockless_order) {
+			ASSERT_TRUE(add(g * 8 + i, cow_of(g * 8 + i)).is_ok());
+			for (chunk_t c = 0; c < 40; c++) {
+				chunk_t locked = 0, lockless = 0;
+				bool a = find(c, &locked);
+				ASSERT_EQ(t.lookup_complete_lockless(c, &lockless), a) << c;
+				if (a) {
+					EXPECT_EQ(lockless, locked) << c;
+					EXPECT_EQ(lockless, cow_of(c)) << c;
+				}
+			}
+		}
+	}
+	EXPECT_EQ(t.complete_chunks(), 32u);
+}
+
+/*
+ * Readers without locks beside a writer that grows runs at both ends: a
+ * chunk is never found before its insertion began (the writer marks it
+ * first), and is always mapped to its own COW chunk. A writer that grew a
+ * run downwards length-first would let a reader see the old start with the
+ * new length: one chunk too many at the top.
+ */
+TEST_F(Tables, LocklessReadersNeverSeeAChunkEarly)
+{
+	constexpr chunk_t groups = 512, chunks = groups * 8;
+	long total_hits = 0;
+	for (int pass = 0; pass < 40; pass++) {
+		auto table = std::make_unique<ExceptionTables>();
+		ASSERT_TRUE(table->init(4096).is_ok());
+		ExceptionTables &tab = *table;
+		std::vector<std::atomic<int>> started(chunks);
+		std::atomic<chunk_t> group{0};
+		std::atomic<bool> done{false};
+		std::atomic<long> early{0}, wrong{0}, hits{0};
+		std::atomic<int> ready{0};
+		auto reader = [&](unsigned seed) {
+			std::mt19937 rng(seed);
+			ready++;
+			while (!done.load(std::memory_order_acquire)) {
+				chunk_t c = group.load(std::memory_order_relaxed) * 8 + rng() % 9;
+				if (c >= chunks)
+					continue;
+				chunk_t nc;
+				if (!tab.lookup_complete_lockless(c, &nc))
+					continue;
+				hits++;
+				if (!started[c].load(std::memory_order_acquire))
+					early++;
+				if (nc != cow_of(c))
+					wrong++;
+			}
+		};
+		std::thread r1(reader, 1 + pass), r2(reader, 100 + pass);
+		while (ready.load() < 2)
+			std::this_thread::yield();
+		for (chunk_t g = 0; g < groups; g++) {
+			group.store(g, std::memory_order_relaxed);
+			for (chunk_t i : lockless_order) {
+				chunk_t c = g * 8 + i;
+				started[c].store(1, std::memory_order_release);
+				auto *e = new CompleteException(c, cow_of(c));
+				ChunkLock lk(tab, c);
+				EXPECT_TRUE(tab.insert_complete(e).is_ok());
+			}
+		}
+		done.store(true, std::memory_order_release);
+		r1.join();
+		r2.join();
+		EXPECT_EQ(early.load(), 0) << "pass " << pass;
+		EXPECT_EQ(wrong.load(), 0) << "pass " << pass;
+		total_hits += hits.load();
+	}
+	EXPECT_GT(total_hits, 0) << "the readers never overlapped the writer";
 }
 
 TEST_F(Tables, PendingEntries)

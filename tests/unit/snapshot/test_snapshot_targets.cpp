@@ -2,6 +2,8 @@
 /* snapshot-origin and snapshot in the userspace DM model: data, stores, status, lifecycle. */
 #include "snap_fixture.h"
 
+#include <thread>
+
 #include "format.h"
 
 using namespace dmxx;
@@ -355,6 +357,43 @@ TEST_F(SnapTargets, SnapshotsShareOneOriginReadPerChunk)
 		EXPECT_EQ(read(s[i].get(), 0, before.size()), before) << "snapshot " << i;
 		EXPECT_EQ(info(s[i].get()), i % 2 ? "88/2048 16" : "72/2048 0") << "snapshot " << i;
 	}
+}
+
+/*
+ * A snapshot read of a chunk not yet copied reads the origin. An origin
+ * write to that chunk must not overtake it: the copy may finish, but the
+ * write waits until the read is done, or the read returns the new data.
+ */
+TEST_F(SnapTargets, SnapshotReadsOfTheOriginAreNotOvertaken)
+{
+	auto o = disk(1024);
+	auto cow = disk(1024);
+	auto before = pattern(0, 1024 * 512, 51);
+	o->write_raw(0, before.data(), before.size());
+	auto gate = std::make_unique<GateDisk>(unique_name("rgate"), o.get(), false, true);
+	auto origin = dm(origin_table(gate.get()));
+	auto s = dm(snap_table(gate.get(), cow.get(), "P 8"));
+	ASSERT_TRUE(origin && s);
+	gate->close(); /* origin reads wait here */
+
+	std::vector<u8> got;
+	std::thread reader([&] { got = read(s.get(), 24, 4096); });
+	ASSERT_TRUE(gate->wait_held(1)); /* the snapshot read, at the origin */
+	auto now = pattern(24, 4096, 52);
+	std::thread writer([&] { write(origin.get(), 24, now); });
+	ASSERT_TRUE(gate->wait_held(2)); /* the copy's read of the same chunk */
+	gate->release_newest(1);
+
+	/* The copy lands and commits; the origin write must still wait for the reader. */
+	EXPECT_TRUE(eventually([&] { return cow->counters().writes >= 2; }));
+	EXPECT_FALSE(eventually([&] { return raw(o.get(), 24, 4096) == now; }, std::chrono::milliseconds(300)))
+		<< "the origin write overtook a snapshot read of the origin";
+	gate->open();
+	reader.join();
+	writer.join();
+	EXPECT_EQ(got, std::vector<u8>(before.begin() + 24 * 512, before.begin() + 32 * 512));
+	EXPECT_EQ(raw(o.get(), 24, 4096), now);
+	EXPECT_EQ(read(s.get(), 24, 4096), got);
 }
 
 TEST_F(SnapTargets, CowErrorsInvalidate)
