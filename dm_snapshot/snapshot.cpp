@@ -383,6 +383,13 @@ MapResult Snapshot::snapshot_write(bio *b, chunk_t chunk)
 	bool have_slot = false;
 	MapResult result = MapResult::Kill;
 	ThrottleMode mode = m_throttle.mode();
+	chunk_t copied;
+	if (mode == ThrottleMode::Ours && !m_overflowed.load(Order::Relaxed) &&
+	    m_tables.lookup_complete_lockless(chunk, &copied)) {
+		/* A chunk the snapshot already owns: no lock (state was checked by map). */
+		remap_cow(b, chunk, chunk, copied);
+		return MapResult::Remapped;
+	}
 	for (;;) {
 		if (mode == ThrottleMode::Kernel2019)
 			m_throttle.wait_2019();

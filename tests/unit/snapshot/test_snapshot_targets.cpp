@@ -89,6 +89,16 @@ TEST_F(SnapTargets, SnapshotWritesLandInTheCow)
 	EXPECT_EQ(read(snap.get(), 0, 2048 * 512), expect);
 	EXPECT_EQ(raw(o.get(), 0, 2048 * 512), base);
 	EXPECT_EQ(info(snap.get()), "64/2048 32");
+
+	/* Into chunks it already owns: straight to their COW chunks, nothing new allocated. */
+	auto again = pattern(22, 2 * 512, 7), again_full = pattern(70, 4 * 512, 8);
+	write(snap.get(), 22, again);
+	write(snap.get(), 70, again_full);
+	std::copy(again.begin(), again.end(), expect.begin() + 22 * 512);
+	std::copy(again_full.begin(), again_full.end(), expect.begin() + 70 * 512);
+	EXPECT_EQ(read(snap.get(), 0, 2048 * 512), expect);
+	EXPECT_EQ(raw(o.get(), 0, 2048 * 512), base);
+	EXPECT_EQ(info(snap.get()), "64/2048 32");
 }
 
 TEST_F(SnapTargets, PersistentStoreSurvivesReload)
