@@ -138,6 +138,13 @@ for c in snap_c8_n1 snap_c8_n4 snap_c128_n1 snap_c128_n4; do
 	eval "case_${c}_teardown() { snap_teardown $c; }"
 done
 
+# warm_up DEV JOBSPEC: the job's I/O pattern for 2 s, nothing reported.
+warm_up() {
+	fio --name=warmup --filename="$1" --rw="$(echo "$2" | cut -d: -f2)" --bs="$(echo "$2" | cut -d: -f3)" \
+		--iodepth="$(echo "$2" | cut -d: -f4)" --ioengine=libaio --direct=1 --time_based --runtime=2 \
+		--norandommap --randrepeat=0 >/dev/null 2>&1 || true
+}
+
 # run_job CASE VARIANT TARGET ROUND DEV JOBSPEC: one fio run, one DMXX-BENCH line.
 run_job() {
 	local name rw bs qd line iops bw lat timing

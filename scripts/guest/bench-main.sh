@@ -12,6 +12,26 @@ for c in $CASES; do
 	eval "targets=\$CASE_${c}_TARGETS"
 	ktarget=${targets% *}
 	otarget=${targets#* }
+	eval "jobs=\${CASE_${c}_JOBS:-\$JOBS}"
+	if [ -n "$JOB_FILTER" ]; then
+		kept=
+		for j in $jobs; do
+			case " $JOB_FILTER " in *" ${j%%:*} "*) kept="$kept $j" ;; esac
+		done
+		jobs=$kept
+	fi
+	eval "variants=\${CASE_${c}_VARIANTS:-raw kernel ours}"
+	# Warm-up, not measured: every variant runs the case's first job for 2 s, so
+	# the first measured run of a variant does not also pay for loading its
+	# module, first touches of the ramdisks and emulating its code for the first
+	# time (round 1's first variant was up to 2x slower without this).
+	for v in $variants; do
+		j=${jobs# }
+		j=${j%% *}
+		dev=$(case_${c}_setup $v "$j") || { echo "DMXX-BENCH-ERROR case=$c variant=$v warm-up setup"; errors=$((errors + 1)); continue; }
+		warm_up "$dev" "$j"
+		case_${c}_teardown $v || errors=$((errors + 1))
+	done
 	r=1
 	while [ $r -le "$ROUNDS" ]; do
 		# Interleave per job, and rotate which variant goes first, second and
@@ -19,15 +39,6 @@ for c in $CASES; do
 		# every variant runs every job in every position equally often: slow
 		# drift within the boot and after-effects of the previous run cancel.
 		ji=0
-		eval "jobs=\${CASE_${c}_JOBS:-\$JOBS}"
-		if [ -n "$JOB_FILTER" ]; then
-			kept=
-			for j in $jobs; do
-				case " $JOB_FILTER " in *" ${j%%:*} "*) kept="$kept $j" ;; esac
-			done
-			jobs=$kept
-		fi
-		eval "variants=\${CASE_${c}_VARIANTS:-raw kernel ours}"
 		for j in $jobs; do
 			if [ "$variants" = "kernel ours" ]; then
 				case $(((r + ji) % 2)) in 0) order="kernel ours" ;; *) order="ours kernel" ;; esac
