@@ -45,6 +45,19 @@ struct PassResult {
 	bool in_flight = false;      /* a copy of the range is in flight (Extent) */
 };
 
+/* The chunks of @s that [sector, sector + sectors) touches; false if none (past its end). */
+bool chunks_in(const Snapshot *s, sector_t sector, sector_t sectors, chunk_t *first, chunk_t *last)
+{
+	if (sector >= s->end_sector())
+		return false;
+	sector_t end = sector + sectors - 1;
+	if (end >= s->end_sector())
+		end = s->end_sector() - 1;
+	*first = sector >> s->chunk_shift();
+	*last = end >> s->chunk_shift();
+	return true;
+}
+
 /* Take a throttle slot in @s for a new copy without sleeping. */
 bool take_slot(Snapshot *s, WalkMode mode, WalkState &ws)
 {
@@ -89,13 +102,10 @@ PassResult walk_pass(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, 
 				invalidating = s;
 			continue;
 		}
-		if (sector >= s->end_sector())
+		chunk_t first, last;
+		if (!chunks_in(s, sector, sectors, &first, &last))
 			continue;
-		sector_t last = sector + sectors - 1;
-		if (last >= s->end_sector())
-			last = s->end_sector() - 1;
-		u32 shift = s->chunk_shift();
-		for (chunk_t c = sector >> shift; c <= (last >> shift); c++) {
+		for (chunk_t c = first; c <= last; c++) {
 			chunk_t ignored;
 			/* Copied chunks (the common case once a snapshot has aged) take no lock. */
 			if (s->tables().lookup_complete_lockless(c, &ignored))
@@ -295,13 +305,10 @@ bool copied_everywhere(const OriginEntry *o, sector_t sector, sector_t sectors)
 			continue;
 		if (st != SnapState::Valid)
 			return false;
-		if (sector >= s->end_sector())
+		chunk_t first, last;
+		if (!chunks_in(s, sector, sectors, &first, &last))
 			continue;
-		sector_t last = sector + sectors - 1;
-		if (last >= s->end_sector())
-			last = s->end_sector() - 1;
-		u32 shift = s->chunk_shift();
-		for (chunk_t c = sector >> shift; c <= (last >> shift); c++) {
+		for (chunk_t c = first; c <= last; c++) {
 			chunk_t ignored;
 			if (!s->tables().lookup_complete_lockless(c, &ignored))
 				return false;

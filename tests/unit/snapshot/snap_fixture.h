@@ -82,43 +82,12 @@ public:
 			m_closed = false;
 			held.swap(m_held);
 		}
-		for (bio *b : held) {
-			b->bi_bdev = m_lower;
-			dmxx_submit_bio(b);
-		}
+		pass_on(held);
 	}
 	/* Let @n held bios through (oldest first); the gate stays closed. */
-	void release(size_t n)
-	{
-		std::deque<bio *> out;
-		{
-			std::lock_guard<std::mutex> g(m_lock);
-			while (n-- && !m_held.empty()) {
-				out.push_back(m_held.front());
-				m_held.pop_front();
-			}
-		}
-		for (bio *b : out) {
-			b->bi_bdev = m_lower;
-			dmxx_submit_bio(b);
-		}
-	}
+	void release(size_t n) { pass_on(take(n, false)); }
 	/* Let the @n most recently held bios through (newest first). */
-	void release_newest(size_t n)
-	{
-		std::deque<bio *> out;
-		{
-			std::lock_guard<std::mutex> g(m_lock);
-			while (n-- && !m_held.empty()) {
-				out.push_back(m_held.back());
-				m_held.pop_back();
-			}
-		}
-		for (bio *b : out) {
-			b->bi_bdev = m_lower;
-			dmxx_submit_bio(b);
-		}
-	}
+	void release_newest(size_t n) { pass_on(take(n, true)); }
 	size_t held()
 	{
 		std::lock_guard<std::mutex> g(m_lock);
@@ -131,6 +100,26 @@ public:
 	}
 
 private:
+	std::deque<bio *> take(size_t n, bool newest)
+	{
+		std::deque<bio *> out;
+		std::lock_guard<std::mutex> g(m_lock);
+		while (n-- && !m_held.empty()) {
+			out.push_back(newest ? m_held.back() : m_held.front());
+			if (newest)
+				m_held.pop_back();
+			else
+				m_held.pop_front();
+		}
+		return out;
+	}
+	void pass_on(const std::deque<bio *> &bios)
+	{
+		for (bio *b : bios) {
+			b->bi_bdev = m_lower;
+			dmxx_submit_bio(b);
+		}
+	}
 	static unsigned next_minor()
 	{
 		static std::atomic<unsigned> m{0};
