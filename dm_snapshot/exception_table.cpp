@@ -103,7 +103,7 @@ bool ExceptionTables::lookup_complete_lockless(chunk_t chunk, chunk_t *new_chunk
 	const CompleteException *e = load_once(&m_complete[complete_bucket(chunk)], Order::Acquire);
 	for (; e; e = load_once(&e->next, Order::Acquire)) {
 		u32 extra = load_once(&e->extra, Order::Acquire); /* before old_chunk: see the header */
-		chunk_t first = load_once(&e->old_chunk, Order::Relaxed);
+		chunk_t first = load_once(&e->old_chunk, Order::Acquire);
 		if (chunk < first)
 			return false;
 		if (chunk - first <= extra) {
@@ -136,7 +136,7 @@ Result<void> ExceptionTables::insert_complete(CompleteException *n)
 			}
 			/* Right before it: grow it downwards (start first, then length). */
 			if (n->old_chunk + 1 == e->old_chunk) {
-				store_once(&e->old_chunk, n->old_chunk, Order::Relaxed);
+				store_once(&e->old_chunk, n->old_chunk, Order::Release);
 				store_once(&e->extra, e->extra + 1, Order::Release);
 				delete n;
 				m_complete_chunks.fetch_add(1, Order::Relaxed);

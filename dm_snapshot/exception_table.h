@@ -24,7 +24,10 @@
  * link to it, and grow a run by storing its new old_chunk before its new
  * extra (release); the reader loads extra (acquire) before old_chunk. So
  * the bounds a reader sees are the old ones, the new ones, or the new start
- * with the old length: never a chunk that is not complete. Removal
+ * with the old length: never a chunk that is not complete. Both stores are
+ * releases and both loads acquires, so whatever its writer did before
+ * publishing a chunk is visible to a reader that finds it (see
+ * Snapshot::reads_draining()). Removal
  * (merging) and destruction do not keep readers safe: their callers keep
  * lock-free readers away (see the function).
  */

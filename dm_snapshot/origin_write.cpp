@@ -108,11 +108,14 @@ PassResult walk_pass(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, 
 		for (chunk_t c = first; c <= last; c++) {
 			chunk_t ignored;
 			/* Copied chunks (the common case once a snapshot has aged) take no lock. */
-			if (s->tables().lookup_complete_lockless(c, &ignored))
+			if (s->tables().lookup_complete_lockless(c, &ignored) && !s->reads_draining())
 				continue;
 			ChunkLock lk(s->tables(), c);
-			if (s->tables().lookup_complete(c, &ignored))
-				continue;
+			/*
+			 * Pending before complete: a finished copy stays pending
+			 * while snapshot reads of the origin drain, and this write
+			 * must not overtake them.
+			 */
 			if (s->tables().lookup_pending(c)) {
 				res.in_flight = true;
 				if (!wait_snap) {
@@ -121,6 +124,8 @@ PassResult walk_pass(OriginEntry *o, bio *b, sector_t sector, sector_t sectors, 
 				}
 				continue;
 			}
+			if (s->tables().lookup_complete(c, &ignored))
+				continue;
 			SnapState now = s->state();
 			if (now != SnapState::Valid) {
 				/* Invalidated meanwhile: the bio may have to wait for that. */
@@ -313,6 +318,8 @@ bool copied_everywhere(const OriginEntry *o, sector_t sector, sector_t sectors)
 			if (!s->tables().lookup_complete_lockless(c, &ignored))
 				return false;
 		}
+		if (s->reads_draining())
+			return false; /* a copied chunk may still hold origin writes back */
 	}
 	return true;
 }

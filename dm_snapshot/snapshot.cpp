@@ -678,16 +678,24 @@ void Snapshot::pending_complete(PendingException *pe, bool success)
 	{
 		ChunkLock lk(m_tables, pe->old_chunk);
 		if (ok && state() == SnapState::Valid) {
-			/* From here on snapshot reads of the chunk go to the COW... */
+			/*
+			 * From here on snapshot reads of the chunk go to the COW,
+			 * and the origin waits for the reads that went there
+			 * before. Origin writes that come meanwhile must wait too:
+			 * under the chunk lock they find this exception still
+			 * pending; without it they find m_draining raised (before
+			 * the release that publishes the chunk) and take the lock.
+			 */
+			m_draining.fetch_add(1, Order::Relaxed);
 			if (m_tables.insert_complete(e).is_error())
 				dmxx_fatal("snapshot: a pending chunk was already complete");
 			e = nullptr;
-			/* ...and the origin waits for the reads that went there before. */
 			if (m_tracked.busy(pe->old_chunk)) {
 				lk.unlock();
 				m_tracked.wait_idle(pe->old_chunk);
 				lk.lock();
 			}
+			m_draining.fetch_sub(1, Order::Release);
 		} else {
 			ok = false;
 		}

@@ -107,6 +107,14 @@ public:
 	ExceptionTables &tables() { return m_tables; }
 	const ExceptionTables &tables() const { return m_tables; }
 	CowThrottle &throttle() { return m_throttle; }
+	/*
+	 * A copied chunk whose copy has not finished waiting for snapshot
+	 * reads of the origin may be in this snapshot's table: an origin write
+	 * that found its chunk copied without the chunk lock must then take
+	 * the locked path, where the pending exception still holds it back.
+	 * Load after the lock-free lookup that found the chunk.
+	 */
+	bool reads_draining() const { return m_draining.load(Order::Acquire) != 0; }
 
 	/* Publish a pending exception for @chunk: a COW chunk and a sequence number. Chunk lock held. */
 	Result<void> prepare_pending(PendingException *pe, chunk_t chunk);
@@ -211,6 +219,7 @@ private:
 	PendingException *m_reorder = nullptr; /* engine worker only, ascending seq */
 
 	Atomic<u64> m_pending{0};        /* pending exceptions alive */
+	Atomic<u32> m_draining{0};       /* copies published, maybe waiting for origin reads */
 	Atomic<u64> m_users{0};          /* sleepers referencing us, discards zeroing */
 	SpinLock m_quiesce_lock;         /* the last decrement and its wake-up, vs the destructor */
 	WaitQueue m_quiesce;             /* m_pending and m_users reached 0 */

@@ -373,6 +373,10 @@ TEST_F(SnapTargets, SnapshotsShareOneOriginReadPerChunk)
  * A snapshot read of a chunk not yet copied reads the origin. An origin
  * write to that chunk must not overtake it: the copy may finish, but the
  * write waits until the read is done, or the read returns the new data.
+ * Nor may a second write that comes once the copy is published (it finds
+ * the chunk copied, but the copy is still waiting for the read): the
+ * kernel's writer checks pending exceptions first and so waits; ours must
+ * too, on its lock-free paths as well.
  */
 TEST_F(SnapTargets, SnapshotReadsOfTheOriginAreNotOvertaken)
 {
@@ -387,22 +391,27 @@ TEST_F(SnapTargets, SnapshotReadsOfTheOriginAreNotOvertaken)
 	gate->close(); /* origin reads wait here */
 
 	std::vector<u8> got;
-	std::thread reader([&] { got = read(s.get(), 24, 4096); });
+	std::thread reader([&] { got = read(s.get(), 24, 4096); }); /* chunk 3, whole */
 	ASSERT_TRUE(gate->wait_held(1)); /* the snapshot read, at the origin */
-	auto now = pattern(24, 4096, 52);
-	std::thread writer([&] { write(origin.get(), 24, now); });
+	auto first = pattern(24, 2048, 52);
+	std::thread writer([&] { write(origin.get(), 24, first); });
 	ASSERT_TRUE(gate->wait_held(2)); /* the copy's read of the same chunk */
 	gate->release_newest(1);
 
-	/* The copy lands and commits; the origin write must still wait for the reader. */
-	EXPECT_TRUE(eventually([&] { return cow->counters().writes >= 2; }));
-	EXPECT_FALSE(eventually([&] { return raw(o.get(), 24, 4096) == now; }, std::chrono::milliseconds(300)))
-		<< "the origin write overtook a snapshot read of the origin";
+	/* The copy lands, commits and is published; the origin write must still wait for the reader. */
+	ASSERT_TRUE(eventually([&] { return snapshot_of(s.get())->complete_chunks() == 1; }));
+	auto second = pattern(28, 2048, 53);
+	std::thread writer2([&] { write(origin.get(), 28, second); });
+	EXPECT_FALSE(eventually([&] { return raw(o.get(), 24, 2048) == first || raw(o.get(), 28, 2048) == second; },
+				std::chrono::milliseconds(300)))
+		<< "an origin write overtook a snapshot read of the origin";
 	gate->open();
 	reader.join();
 	writer.join();
+	writer2.join();
 	EXPECT_EQ(got, std::vector<u8>(before.begin() + 24 * 512, before.begin() + 32 * 512));
-	EXPECT_EQ(raw(o.get(), 24, 4096), now);
+	EXPECT_EQ(raw(o.get(), 24, 2048), first);
+	EXPECT_EQ(raw(o.get(), 28, 2048), second);
 	EXPECT_EQ(read(s.get(), 24, 4096), got);
 }
 
