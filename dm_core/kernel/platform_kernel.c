@@ -268,6 +268,10 @@ void dmxx_flush_workqueue(struct dmxx_workqueue *wq)
 unsigned dmxx_this_cpu(void) { return raw_smp_processor_id(); }
 unsigned dmxx_nr_cpus(void) { return nr_cpu_ids; }
 
+/* ---- tasks ---- */
+
+unsigned long dmxx_current_task(void) { return (unsigned long)current; }
+
 /* ---- time ---- */
 
 unsigned long long dmxx_now_ns(void) { return ktime_get_ns(); }

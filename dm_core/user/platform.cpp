@@ -1248,6 +1248,14 @@ unsigned dmxx_this_cpu(void) noexcept
 	return t_cpu_hint;
 }
 
+/* ---- tasks ------------------------------------------------------------------------------ */
+
+unsigned long dmxx_current_task(void) noexcept
+{
+	static thread_local char t_task; /* its address names the thread */
+	return reinterpret_cast<unsigned long>(&t_task);
+}
+
 /* ---- time ------------------------------------------------------------------------------- */
 
 unsigned long long dmxx_now_ns(void) noexcept

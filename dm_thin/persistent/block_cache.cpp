@@ -29,7 +29,51 @@ struct CacheEntry {
 	bool writer;
 	bool io; /* being read from, or written in place to, the device: hands off */
 	bool dirty;
+	/* Who holds it (dmxx_current_task()), so a task never waits for itself. */
+	unsigned long writer_task;
+	unsigned long reader_tasks[4]; /* the first readers only; 0 = free slot */
 };
+
+namespace {
+
+/*
+ * A task asking for a block it already holds in a conflicting mode would
+ * wait for itself forever. Well-formed metadata never makes us do that (a
+ * block is in one place of one tree); corrupt metadata can (a child that
+ * points at its parent, two trees sharing a block). The kernel's
+ * block manager catches it only with DM_DEBUG_BLOCK_MANAGER_LOCKING.
+ * Readers beyond the remembered ones go unseen: a miss, never a false hit.
+ */
+bool held_by(const CacheEntry *e, unsigned long task, bool exclusive)
+{
+	if (e->writer)
+		return e->writer_task == task;
+	if (exclusive)
+		for (unsigned long t : e->reader_tasks)
+			if (t == task)
+				return true;
+	return false;
+}
+
+void note_reader(CacheEntry *e, unsigned long task)
+{
+	for (unsigned long &t : e->reader_tasks)
+		if (!t) {
+			t = task;
+			return;
+		}
+}
+
+void forget_reader(CacheEntry *e, unsigned long task)
+{
+	for (unsigned long &t : e->reader_tasks)
+		if (t == task) {
+			t = 0;
+			return;
+		}
+}
+
+} // namespace
 
 /* ---- CheckFailure ---------------------------------------------------------------- */
 
@@ -290,6 +334,7 @@ static Result<void> adopt_validator(CacheEntry *e, const BlockValidator *v, Chec
 Result<CacheEntry *> BlockCache::lock_entry(block_t b, const BlockValidator *v, Want want)
 {
 	bool exclusive = want == Want::Write || want == Want::WriteZero;
+	unsigned long me = dmxx_current_task();
 	CacheEntry *fresh = nullptr;
 	CheckFailure why;
 	why.clear();
@@ -305,6 +350,16 @@ Result<CacheEntry *> BlockCache::lock_entry(block_t b, const BlockValidator *v, 
 					if (fresh)
 						free_entry(fresh);
 					return err(EAGAIN);
+				}
+				if (!e->io && held_by(e, me, exclusive)) {
+					m_lock.unlock();
+					if (fresh)
+						free_entry(fresh);
+					dmxx_log(DMXX_LOG_ERR,
+						 "block %llu is already locked by this task: "
+						 "the metadata refers to it twice (corrupt?)",
+						 (unsigned long long)b);
+					return err(EINVAL);
 				}
 				wait_for_change_locked();
 				continue;
@@ -323,9 +378,11 @@ Result<CacheEntry *> BlockCache::lock_entry(block_t b, const BlockValidator *v, 
 			}
 			if (exclusive) {
 				e->writer = true;
+				e->writer_task = me;
 				dirty_add_locked(e);
 			} else {
 				e->readers++;
+				note_reader(e, me);
 			}
 			if (e->writer || e->readers == 1)
 				m_nr_locked++;
@@ -367,10 +424,13 @@ Result<CacheEntry *> BlockCache::lock_entry(block_t b, const BlockValidator *v, 
 	CacheEntry *e = fresh;
 	e->block = b;
 	e->validator = v;
-	if (exclusive)
+	if (exclusive) {
 		e->writer = true;
-	else
+		e->writer_task = me;
+	} else {
 		e->readers = 1;
+		note_reader(e, me);
+	}
 	m_nr_locked++;
 	e->io = want != Want::WriteZero;
 	hash_insert_locked(e);
@@ -448,6 +508,7 @@ void BlockCache::unlock_read(CacheEntry *e)
 	if (!e->readers)
 		dmxx_fatal("block cache: read unlock of a block not read-locked");
 	e->readers--;
+	forget_reader(e, dmxx_current_task());
 	bool wake = false;
 	if (!e->readers) {
 		m_nr_locked--;
@@ -464,6 +525,7 @@ void BlockCache::unlock_write(CacheEntry *e, bool forget)
 	if (!e->writer)
 		dmxx_fatal("block cache: write unlock of a block not write-locked");
 	e->writer = false;
+	e->writer_task = 0;
 	m_nr_locked--;
 	if (forget) {
 		dirty_remove_locked(e);

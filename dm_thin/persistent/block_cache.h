@@ -26,7 +26,10 @@
  * inside TransactionManager::commit(), which writes it last.
  *
  * Locking: concurrent readers or one writer per block; lockers wait without
- * holding the cache's mutex. Device I/O happens with no cache lock held, so
+ * holding the cache's mutex. A task that asks for a block it already holds
+ * in a conflicting mode (only corrupt metadata makes it) gets -EINVAL rather
+ * than waiting for itself; references are released by the task that took
+ * them. Device I/O happens with no cache lock held, so
  * one slow read does not stall hits on other blocks, and an I/O completion
  * path never needs a lock that a waiter holds.
  *

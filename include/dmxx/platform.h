@@ -189,6 +189,14 @@ void dmxx_flush_workqueue(struct dmxx_workqueue *wq) DMXX_NOEXCEPT;
 unsigned dmxx_this_cpu(void) DMXX_NOEXCEPT;
 unsigned dmxx_nr_cpus(void) DMXX_NOEXCEPT;
 
+/* ---- tasks -------------------------------------------------------------- */
+/*
+ * The calling task (kernel: current; userspace: the thread), as a nonzero
+ * number no other live task has. For telling "held by someone else, wait"
+ * from "held by me, waiting would never end" (block cache).
+ */
+unsigned long dmxx_current_task(void) DMXX_NOEXCEPT;
+
 /* ---- time --------------------------------------------------------------- */
 
 unsigned long long dmxx_now_ns(void) DMXX_NOEXCEPT; /* monotonic */

@@ -440,6 +440,64 @@ TEST_F(CacheTest, ReadersShareWritersExclude)
 }
 
 /*
+ * A task asking for a block it already holds in a conflicting mode would
+ * wait for itself forever: corrupt metadata can ask that (a node that is its
+ * own child, two trees sharing a block). It gets -EINVAL and a log line.
+ * The probe's task takes the first lock into a ref the main thread can see;
+ * if its second lock blocks (seen asleep in the cache), the main thread
+ * releases the first one, so a cache that would hang reports "blocked"
+ * instead of hanging the test.
+ */
+struct SelfLockProbe {
+	enum Outcome { Refused, Granted, Blocked };
+	static Outcome second(LockProbe::Kind first, LockProbe::Kind second)
+	{
+		MemBlockDevice dev(8);
+		BlockCache c(dev, 16);
+		EXPECT_OK(c.init());
+		ReadRef r1;
+		WriteRef w1;
+		std::atomic<int> outcome{-1};
+		std::atomic<bool> first_held{false};
+		std::thread t([&] {
+			if (first == LockProbe::Read)
+				r1 = must(c.read_lock(1, nullptr));
+			else
+				w1 = must(c.write_lock(1, nullptr));
+			first_held = true;
+			int err = second == LockProbe::Read ? c.read_lock(1, nullptr).error_code()
+							    : c.write_lock(1, nullptr).error_code();
+			outcome = err == -EINVAL ? Refused : err == 0 ? Granted : -2;
+		});
+		EXPECT_TRUE(wait_until([&] { return first_held.load(); }));
+		bool asleep = false;
+		EXPECT_TRUE(wait_until([&] { return outcome.load() != -1 || (asleep = c.nr_waiting() == 1); }));
+		if (asleep) {
+			r1.release(); /* on the task's behalf: it cannot */
+			w1.release();
+			t.join();
+			return Blocked;
+		}
+		t.join();
+		r1.release();
+		w1.release();
+		EXPECT_NE(outcome.load(), -2) << "an unexpected error";
+		EXPECT_EQ(c.nr_locked(), 0u);
+		return Outcome(outcome.load());
+	}
+};
+
+TEST_F(CacheTest, ATaskNeverWaitsForItself)
+{
+	using P = SelfLockProbe;
+	EXPECT_EQ(P::second(LockProbe::Read, LockProbe::Read), P::Granted) << "control: reads nest";
+	EXPECT_EQ(P::second(LockProbe::Write, LockProbe::Write), P::Refused);
+	EXPECT_EQ(P::second(LockProbe::Write, LockProbe::Read), P::Refused);
+	EXPECT_EQ(P::second(LockProbe::Read, LockProbe::Write), P::Refused);
+	EXPECT_TRUE(user::log_contains("block 1 is already locked by this task"));
+}
+
+/*
  * Many threads, few blocks, a cache smaller than the set: writers increment
  * a counter replicated in every word of the block, readers check all words
  * agree (a torn view would show a writer's partial update). TSan watches

@@ -13,6 +13,11 @@
 
 #include <random>
 #include <set>
+#include <thread>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 
 namespace dmxx::pdata::test {
 namespace {
@@ -669,6 +674,55 @@ TEST_F(BtreeTest, CorruptNodeOnDiskIsEILSEQ)
 	EXPECT_EQ(check_btree(*fresh.tm, root, 1, 8, rep).error_code(), -EILSEQ);
 	EXPECT_NE(std::string(rep.failure.reason).find("checksum"), std::string::npos)
 		<< rep.failure.reason;
+}
+
+/*
+ * A node that names itself as its child (corrupt metadata) must fail the
+ * update, not hang it: the insert holds the node write-locked and would ask
+ * for it again. The descent refuses a child already on its path (-EILSEQ);
+ * behind it, the block cache refuses a task that would wait for itself
+ * (-EINVAL). If the insert hangs after all, the test fails by aborting.
+ */
+TEST_F(BtreeTest, ANodeThatIsItsOwnChildFailsTheUpdateInsteadOfHanging)
+{
+	Env e;
+	CountedValue vt;
+	Btree t(*e.tm, 1, vt);
+	block_t root = must(t.create_empty());
+	for (u64 k = 0; k < 1000; k++) {
+		le64 v = to_le64(vt.fresh());
+		root = must(t.insert(root, &k, &v));
+	}
+	ASSERT_OK(e.commit(root, 1));
+	/* A new transaction: this insert shadows the root, which later ones lock in place. */
+	u64 k = 0;
+	le64 v = to_le64(vt.fresh());
+	root = must(t.insert(root, &k, &v));
+	{
+		WriteRef w = must(e.cache->write_lock(root, &btree_node_validator()));
+		Node n(w.data());
+		ASSERT_TRUE(n.is_internal());
+		n.set_value64(0, root); /* its first child is itself */
+	}
+	user::log_clear();
+	std::atomic<int> got{1};
+	std::thread insert([&] {
+		u64 k1 = 1;
+		le64 v1 = to_le64(vt.fresh());
+		got = t.insert(root, &k1, &v1).error_code();
+	});
+	auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+	while (got.load() == 1 && std::chrono::steady_clock::now() < end)
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	if (got.load() == 1) {
+		ADD_FAILURE() << "the insert hung on a node that is its own child";
+		fflush(stdout);
+		std::abort(); /* the thread cannot be unblocked */
+	}
+	insert.join();
+	EXPECT_EQ(got.load(), -EILSEQ);
+	EXPECT_TRUE(user::log_contains("points back at an ancestor"));
+	EXPECT_OK(e.tm->abort());
 }
 
 TEST_F(BtreeTest, WrongValueSizeIsEILSEQ)
