@@ -646,17 +646,24 @@ TEST_F(BtreeSharedTest, ThinStyleSnapshotsOfSnapshots)
 
 /* ---- bad input and failures ---------------------------------------------------------- */
 
+/* Keys 0..n-1 with fresh values, committed as transaction 1: a root with leaves beneath. */
+block_t committed_tree(Env &e, Btree &t, CountedValue &vt, u64 n)
+{
+	block_t root = must(t.create_empty());
+	for (u64 k = 0; k < n; k++) {
+		le64 v = to_le64(vt.fresh());
+		root = must(t.insert(root, &k, &v));
+	}
+	EXPECT_OK(e.commit(root, 1));
+	return root;
+}
+
 TEST_F(BtreeTest, CorruptNodeOnDiskIsEILSEQ)
 {
 	Env e;
 	CountedValue vt;
 	Btree t(*e.tm, 1, vt);
-	block_t root = must(t.create_empty());
-	for (u64 k = 0; k < 1000; k++) {
-		le64 v = to_le64(vt.fresh());
-		root = must(t.insert(root, &k, &v));
-	}
-	ASSERT_OK(e.commit(root, 1));
+	block_t root = committed_tree(e, t, vt, 1000);
 	/* Flip a bit in some leaf. */
 	u64 k = 700;
 	ReadRef r = must(e.tm->read_lock(root, &btree_node_validator()));
@@ -688,12 +695,7 @@ TEST_F(BtreeTest, ANodeThatIsItsOwnChildFailsTheUpdateInsteadOfHanging)
 	Env e;
 	CountedValue vt;
 	Btree t(*e.tm, 1, vt);
-	block_t root = must(t.create_empty());
-	for (u64 k = 0; k < 1000; k++) {
-		le64 v = to_le64(vt.fresh());
-		root = must(t.insert(root, &k, &v));
-	}
-	ASSERT_OK(e.commit(root, 1));
+	block_t root = committed_tree(e, t, vt, 1000);
 	/* A new transaction: this insert shadows the root, which later ones lock in place. */
 	u64 k = 0;
 	le64 v = to_le64(vt.fresh());
